@@ -1,0 +1,1 @@
+"""Local development tools: the one-command runner and the SMTP sink."""

@@ -1,0 +1,116 @@
+"""``make run``: the whole system on one machine, under one supervisor.
+
+Checks RabbitMQ, migrates every service's SQLite database under ``var/``,
+seeds a demo coach, then starts the SMTP sink, every api and worker and the
+gateway with honcho. Ctrl-C stops everything. Every setting can be
+overridden with the environment variables listed in the README.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shlex
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import aio_pika
+from honcho.manager import Manager
+
+from devtools.processes import ROOT, SERVICES, Ports, system_environment, system_processes
+from kit.migrations import upgrade
+
+DEMO_EMAIL = "demo@example.com"
+DEMO_PASSWORD = "harbour-sunrise-2026"
+
+
+def _ports() -> Ports:
+    env = os.environ
+    return Ports(
+        gateway=int(env.get("GATEWAY_PORT", 8000)),
+        clients=int(env.get("CLIENTS_PORT", 8101)),
+        notifications=int(env.get("NOTIFICATIONS_PORT", 8102)),
+        smtp=int(env.get("MAILSINK_SMTP_PORT", 1025)),
+        mail_http=int(env.get("MAILSINK_HTTP_PORT", 8025)),
+    )
+
+
+async def _broker_answers(url: str) -> str | None:
+    logging.getLogger("aiormq").setLevel(logging.CRITICAL)  # we explain the failure ourselves
+    try:
+        connection = await aio_pika.connect(url, timeout=5)
+    except Exception as exc:
+        return str(exc) or type(exc).__name__
+    await connection.close()
+    return None
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _announce_when_ready(url: str) -> None:
+    for _ in range(120):
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:  # noqa: S310
+                if response.status == 200:
+                    break
+        except OSError:
+            time.sleep(1)
+    _say(
+        "\n  Clientele is running.\n"
+        f"    Open        {url}\n"
+        f"    Demo login  {DEMO_EMAIL} / {DEMO_PASSWORD}\n"
+        f"    Email sent  {url}/dev/mail\n"
+        "    Ctrl-C stops everything.\n"
+    )
+
+
+def main() -> int:
+    os.chdir(ROOT)
+    ports = _ports()
+    var_dir = Path(os.environ.get("CLIENTELE_VAR_DIR", ROOT / "var")).resolve()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    amqp_url = os.environ.get("AMQP_URL", "amqp://guest:guest@localhost:5672/")
+    env = {**system_environment(ports, var_dir=var_dir, amqp_url=amqp_url), **os.environ}
+    env.setdefault("LOG_FORMAT", "console")
+    os.environ.update(env)
+
+    problem = asyncio.run(_broker_answers(env["AMQP_URL"]))
+    if problem:
+        _say(
+            f"\nRabbitMQ is not answering at {env['AMQP_URL']} ({problem}).\n"
+            "Start it, for example with one of:\n"
+            "    rabbitmq-server -detached\n"
+            "    docker run -d -p 5672:5672 rabbitmq:3.13\n"
+            "or point AMQP_URL at a running broker, then run `make run` again.\n"
+        )
+        return 2
+
+    for service in SERVICES:
+        url = env[f"{service.upper()}_DATABASE_URL"]
+        _say(f"migrating {service} ({url})")
+        upgrade(ROOT / "services" / service, url)
+
+    from clients.config import ClientsSettings
+    from clients.demo import ensure_demo_coach
+
+    if asyncio.run(ensure_demo_coach(ClientsSettings(), DEMO_EMAIL, DEMO_PASSWORD)):
+        _say(f"created the demo coach {DEMO_EMAIL}")
+
+    manager = Manager()
+    for spec in system_processes(ports):
+        manager.add_process(spec.name, shlex.join(spec.argv), env=env, cwd=str(ROOT))
+    public = env["PUBLIC_BASE_URL"].rstrip("/")
+    threading.Thread(target=_announce_when_ready, args=(public,), daemon=True).start()
+    manager.loop()
+    return int(manager.returncode or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Gateway: the only public entry (API routing, web UI, sessions, CSRF, rate limits)."""

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic_settings import SettingsConfigDict
+
+from kit.settings import ServiceSettings
+
+
+class GatewaySettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore")
+    service_name: ClassVar[str] = "gateway"
+
+    port: int = 8000
+    # Where each service's api listens (inside the cluster; never public).
+    clients_url: str = "http://127.0.0.1:8101"
+    notifications_url: str = "http://127.0.0.1:8102"
+    upstream_timeout_seconds: float = 15.0
+    upstream_pool_size: int = 200
+    max_body_bytes: int = 1_048_576
+
+    # Cookies are Secure unless told otherwise when the public URL is https.
+    cookie_secure: bool | None = None
+    session_cookie: str = "clientele_session"
+    csrf_cookie: str = "clientele_csrf"
+
+    # Client address: how many proxies in front of us append to X-Forwarded-For.
+    trusted_proxy_count: int = 0
+    # limits storage URI: memory:// per process; redis://host:6379 to share across replicas.
+    rate_limit_storage: str = "memory://"
+    rate_limit_signup: str = "10/hour"
+    rate_limit_login: str = "10/minute"
+    rate_limit_magic_link: str = "5/15minutes"
+    rate_limit_password_reset: str = "5/15minutes"
+
+    # Development: the SMTP sink's HTTP API behind /dev/mail (only in dev mode).
+    dev_mail_url: str = "http://127.0.0.1:8025"
+
+    @property
+    def secure_cookies(self) -> bool:
+        if self.cookie_secure is not None:
+            return self.cookie_secure
+        return self.public_base_url.startswith("https://")
+
+    def upstreams(self) -> dict[str, str]:
+        return {
+            "clients": self.clients_url.rstrip("/"),
+            "notifications": self.notifications_url.rstrip("/"),
+        }

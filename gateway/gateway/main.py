@@ -1,0 +1,102 @@
+"""The gateway process: ``uvicorn --factory gateway.main:build_app``.
+
+``/api/...`` goes straight to the proxy (the hot path); everything else is
+the web UI, a FastAPI app. Request ids and security headers wrap both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway.config import GatewaySettings
+from gateway.pages import coach, public, views
+from gateway.pages.rendering import STATIC, Pages
+from gateway.proxy import ApiProxy
+from gateway.security import SecurityHeadersMiddleware
+from gateway.state import GatewayState
+from gateway.upstream import UpstreamUnavailable
+from kit.aio import freeze_startup_heap
+from kit.errors import install_error_handlers
+from kit.http import RequestContextMiddleware, health_router
+from kit.logging import configure_logging, get_logger
+
+log = get_logger(__name__)
+
+
+def _web_app(state: GatewayState) -> FastAPI:
+    pages = Pages(state)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await state.start()
+        freeze_startup_heap()
+        yield
+        await state.close()
+
+    app = FastAPI(title="Clientele", lifespan=lifespan, docs_url=None, redoc_url=None)
+    install_error_handlers(app)
+    app.state.pages = pages
+
+    async def clients_healthy() -> bool:
+        try:
+            async with state.upstreams.session.get(
+                f"{state.upstreams.bases['clients']}/healthz",
+                timeout=aiohttp.ClientTimeout(total=2),
+            ) as response:
+                return response.status == 200
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+
+    app.state.readiness_checks = {"clients": clients_healthy}
+    app.include_router(health_router())
+    for router in (views.router, coach.router, public.router):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.exception_handler(UpstreamUnavailable)
+    async def upstream_down(request: Request, exc: Exception) -> Response:
+        log.warning("page_upstream_unavailable", error=str(exc))
+        return await pages.render(
+            request,
+            "error.html",
+            status=503,
+            title="Temporarily unavailable",
+            message="Part of Clientele is not answering right now. Please try again shortly.",
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("page_failed", error=type(exc).__name__)
+        return await pages.render(
+            request,
+            "error.html",
+            status=500,
+            title="Something went wrong",
+            message="We could not show this page. Please try again in a moment.",
+        )
+
+    return app
+
+
+def build_app(settings: GatewaySettings | None = None) -> ASGIApp:
+    settings = settings or GatewaySettings()
+    configure_logging("gateway", settings.log_level, settings.log_format)
+    state = GatewayState.create(settings)
+    web = _web_app(state)
+    proxy = ApiProxy(state)
+
+    async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/api/"):
+            await proxy(scope, receive, send)
+        else:
+            await web(scope, receive, send)
+
+    app = SecurityHeadersMiddleware(dispatch, hsts=settings.secure_cookies)
+    return RequestContextMiddleware(app)

@@ -1,0 +1,150 @@
+"""Rendering pages: templates, the common context, CSRF and flash cookies."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from gateway.security import csrf_matches, new_csrf_token
+from gateway.sessions import ActiveSession
+from gateway.state import GatewayState
+from kit.validation import safe_next_path
+
+HERE = Path(__file__).parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
+NOTICE_COOKIE = "clientele_notice"
+
+# Flash messages travel as a key, never as text a visitor could forge.
+NOTICES: dict[str, tuple[str, str]] = {
+    "signed_up": ("success", "Welcome to Clientele! Check your inbox to verify your email."),
+    "logged_in": ("success", "You are logged in."),
+    "logged_out": ("info", "You are logged out."),
+    "password_changed": ("success", "Your password was changed; other sessions were logged out."),
+    "verification_sent": ("info", "A new verification link is on its way."),
+    "already_verified": ("info", "Your email address is already verified."),
+    "login_required": ("info", "Please log in to continue."),
+    "client_archived": ("success", "The client was archived. Their history is kept."),
+    "client_restored": ("success", "The client is active again."),
+    "group_created": ("success", "The group was created."),
+    "group_renamed": ("success", "The group was renamed."),
+    "group_deleted": ("success", "The group was deleted. Its members are still your clients."),
+    "members_added": ("success", "Added to the group."),
+    "members_removed": (
+        "success",
+        "Removed from the group. Nothing they booked or bought changed.",
+    ),
+    "members_unchanged": ("error", "The group could not be changed. Please try again."),
+    "nothing_selected": ("info", "Select at least one client first."),
+    "invitation_resent": ("success", "The invitation was sent again with a new link."),
+    "invitation_revoked": ("success", "The invitation was revoked; its link no longer works."),
+    "invitation_quota": ("error", "Today's limit of invitation emails is reached."),
+    "invitation_unchanged": ("error", "That invitation can no longer be changed."),
+    "invitation_accepted": ("success", "Welcome! You are now a client."),
+    "campaign_saved": ("success", "The campaign was saved as a draft."),
+    "campaign_sent": ("success", "The campaign is on its way."),
+    "campaign_deleted": ("success", "The draft was deleted."),
+    "campaign_unchanged": ("error", "That campaign can no longer be changed."),
+}
+
+
+@dataclass(frozen=True)
+class Notice:
+    kind: str
+    text: str
+
+
+class Pages:
+    def __init__(self, state: GatewayState) -> None:
+        self.state = state
+        self.settings = state.settings
+        self.env = Environment(
+            loader=FileSystemLoader(TEMPLATES),
+            autoescape=select_autoescape(["html"]),
+            undefined=StrictUndefined,
+            auto_reload=self.settings.dev_mode,
+        )
+        self._static_versions: dict[str, str] = {}
+
+    def static_url(self, path: str) -> str:
+        version = self._static_versions.get(path)
+        if version is None:
+            version = hashlib.sha256((STATIC / path).read_bytes()).hexdigest()[:10]
+            self._static_versions[path] = version
+        return f"/static/{path}?v={version}"
+
+    # -- per request ----------------------------------------------------------
+
+    async def viewer(self, request: Request) -> ActiveSession | None:
+        if not hasattr(request.state, "active_session"):
+            token = request.cookies.get(self.settings.session_cookie)
+            request.state.active_session = await self.state.sessions.resolve(token)
+        active: ActiveSession | None = request.state.active_session
+        return active
+
+    def csrf_token(self, request: Request) -> str:
+        token = getattr(request.state, "csrf_token", None)
+        if token is None:
+            token = request.cookies.get(self.settings.csrf_cookie) or new_csrf_token()
+            request.state.csrf_token = token
+        return str(token)
+
+    def csrf_ok(self, request: Request, submitted: str | None) -> bool:
+        return csrf_matches(request.cookies.get(self.settings.csrf_cookie), submitted)
+
+    async def render(
+        self, request: Request, template: str, *, status: int = 200, **context: Any
+    ) -> HTMLResponse:
+        active = await self.viewer(request)
+        notice_key = request.cookies.get(NOTICE_COOKIE)
+        notice = context.pop("notice", None)
+        if notice is None and notice_key in NOTICES:
+            notice = Notice(*NOTICES[notice_key])
+        csrf = self.csrf_token(request)
+        values = {
+            "viewer": active.principal if active else None,
+            "csrf_token": csrf,
+            "notice": notice,
+            "dev_mode": self.settings.dev_mode,
+            "static_url": self.static_url,
+            "request_path": request.url.path,
+            "status": status,
+            "form": {},
+            "errors": {},
+            "error": None,
+            "next": None,
+            **context,
+        }
+        html = self.env.get_template(template).render(values)
+        response = HTMLResponse(html, status_code=status)
+        response.headers["Cache-Control"] = "no-store"
+        if request.cookies.get(self.settings.csrf_cookie) != csrf:
+            self.set_cookie(response, self.settings.csrf_cookie, csrf, max_age=None)
+        if notice_key:
+            response.delete_cookie(NOTICE_COOKIE, path="/")
+        return response
+
+    # -- responses ------------------------------------------------------------
+
+    def set_cookie(self, response: Response, name: str, value: str, *, max_age: int | None) -> None:
+        response.set_cookie(
+            name,
+            value,
+            max_age=max_age,
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=self.settings.secure_cookies,
+        )
+
+    def redirect(self, to: str, *, notice: str | None = None) -> RedirectResponse:
+        response = RedirectResponse(safe_next_path(to) or "/", status_code=303)
+        if notice:
+            self.set_cookie(response, NOTICE_COOKIE, notice, max_age=60)
+        return response

@@ -1,0 +1,192 @@
+"""The API hop: ``/api/v1/<service>/...`` to that service, as a bare ASGI app.
+
+This is the hot path, so it skips the framework's routing: parse, check,
+forward over the shared aiohttp pool, answer. On the way it verifies any
+bearer token (services verify again), turns the session cookie into a
+bearer token, enforces CSRF on cookie-authenticated writes, applies rate
+limits, strips headers a client must not set, and sets the forwarding ones.
+"""
+
+from __future__ import annotations
+
+import json
+
+import aiohttp
+from starlette.types import Receive, Scope, Send
+
+from gateway.security import (
+    HOP_BY_HOP,
+    INTERNAL_HEADER_PREFIXES,
+    client_address,
+    csrf_matches,
+    origin_allowed,
+)
+from gateway.state import GatewayState
+from gateway.upstream import UpstreamUnavailable
+from kit.errors import Forbidden, NotFound, ServiceError, Unauthorized, problem_response
+from kit.logging import current_ids, get_logger
+
+log = get_logger(__name__)
+
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+RATE_LIMITED = {
+    ("POST", "/api/v1/clients/signup"): "signup",
+    ("POST", "/api/v1/clients/sessions"): "login",
+    ("POST", "/api/v1/clients/magic-links"): "magic_link",
+    ("POST", "/api/v1/clients/magic-links/consume"): "login",
+    ("POST", "/api/v1/clients/password-resets"): "password_reset",
+    ("POST", "/api/v1/clients/password-resets/consume"): "password_reset",
+}
+# Upstream response headers the gateway sets itself.
+_REPLACED_IN_RESPONSE = HOP_BY_HOP | {b"server", b"date", b"x-request-id"}
+
+
+class PayloadTooLarge(ServiceError):
+    status, slug, title = 413, "payload-too-large", "Request body too large"
+
+
+class BadGateway(ServiceError):
+    status, slug, title = 502, "bad-gateway", "Service unavailable"
+
+
+class GatewayTimeout(ServiceError):
+    status, slug, title = 504, "gateway-timeout", "Service took too long"
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"The body may be at most {limit} bytes.")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _cookie(raw: str, name: str) -> str | None:
+    for part in raw.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name:
+            return value or None
+    return None
+
+
+class ApiProxy:
+    def __init__(self, state: GatewayState) -> None:
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            try:
+                await self._forward(scope, receive, send)
+            except UpstreamUnavailable as exc:
+                raise BadGateway("A service needed for this request is unavailable.") from exc
+        except ServiceError as exc:
+            response = problem_response(
+                exc.status, exc.slug, exc.title, exc.detail, errors=exc.errors, headers=exc.headers
+            )
+            await response(scope, receive, send)
+
+    async def _forward(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = self.state
+        settings = state.settings
+        path: str = scope["path"]
+        service = path.split("/", 4)[3] if path.count("/") >= 3 else ""
+        base = state.upstreams.bases.get(service)
+        if base is None or not path.startswith("/api/v1/"):
+            raise NotFound("No such API.")
+        method: str = scope["method"]
+
+        outgoing: dict[str, str] = {}
+        authorization = cookie_header = origin = csrf_header = content_type = None
+        for raw_name, raw_value in scope["headers"]:
+            name = raw_name.lower()
+            if name == b"authorization":
+                authorization = raw_value.decode("latin-1")
+            elif name == b"cookie":
+                cookie_header = raw_value.decode("latin-1")
+            elif name in HOP_BY_HOP or name.startswith(INTERNAL_HEADER_PREFIXES):
+                continue
+            else:
+                value = raw_value.decode("latin-1")
+                if name == b"origin":
+                    origin = value
+                elif name == b"x-csrf-token":
+                    csrf_header = value
+                    continue
+                elif name == b"content-type":
+                    content_type = value
+                outgoing[name.decode("latin-1")] = value
+
+        if authorization is not None:
+            token = authorization.partition(" ")[2].strip()
+            if not authorization.lower().startswith("bearer ") or not token:
+                raise Unauthorized("Use 'Authorization: Bearer <token>'.")
+            await state.verifier.verify(token)  # refused here already, verified again upstream
+            outgoing["authorization"] = f"Bearer {token}"
+        elif cookie_header is not None:
+            session_token = _cookie(cookie_header, settings.session_cookie)
+            active = await state.sessions.resolve(session_token) if session_token else None
+            if active is not None:
+                if method in UNSAFE_METHODS:
+                    csrf_cookie = _cookie(cookie_header, settings.csrf_cookie)
+                    if not csrf_matches(csrf_cookie, csrf_header) or not origin_allowed(
+                        origin, settings.public_base_url
+                    ):
+                        raise Forbidden("Missing or wrong CSRF token (send X-CSRF-Token).")
+                outgoing["authorization"] = f"Bearer {active.access_token}"
+
+        body = await read_body(receive, settings.max_body_bytes)
+
+        ip = client_address(scope, settings.trusted_proxy_count)
+        bucket = RATE_LIMITED.get((method, path))
+        if bucket is not None:
+            await state.rate_limits.hit(bucket, ip, _email_in(body, content_type))
+
+        request_id = current_ids().get("request_id")
+        if request_id:
+            outgoing["x-request-id"] = request_id
+        outgoing["x-forwarded-for"] = ip
+        outgoing["x-forwarded-proto"] = scope.get("scheme", "http")
+        query = scope.get("query_string", b"")
+        url = f"{base}{path}?{query.decode('latin-1')}" if query else f"{base}{path}"
+
+        try:
+            async with state.upstreams.session.request(
+                method, url, headers=outgoing, data=body or None, allow_redirects=False
+            ) as upstream:
+                payload = await upstream.read()
+                headers = [
+                    (k.lower().encode("latin-1"), v.encode("latin-1"))
+                    for k, v in upstream.headers.items()
+                    if k.lower().encode("latin-1") not in _REPLACED_IN_RESPONSE
+                ]
+                status = upstream.status
+        except TimeoutError as exc:
+            log.warning("upstream_timeout", service=service)
+            raise GatewayTimeout(f"The {service} service did not answer in time.") from exc
+        except aiohttp.ClientError as exc:
+            log.warning("upstream_unavailable", service=service, error=str(exc))
+            raise BadGateway(f"The {service} service is unavailable.") from exc
+
+        headers.append((b"content-length", str(len(payload)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+
+def _email_in(body: bytes, content_type: str | None) -> str | None:
+    """The email a rate-limited request is about, to limit per address as well as per IP."""
+    if not body or not content_type or "json" not in content_type:
+        return None
+    try:
+        email = json.loads(body).get("email")
+    except (ValueError, AttributeError):
+        return None
+    return email if isinstance(email, str) and len(email) <= 320 else None

@@ -1,0 +1,130 @@
+"""Security at the edge: response headers, CSRF, rate limits, client address, header hygiene."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+
+from limits import RateLimitItem, parse
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.config import GatewaySettings
+from kit.errors import TooManyRequests
+
+# Headers a client must never be able to set for a service: the gateway
+# speaks for the client with these, or they steer internal routing.
+INTERNAL_HEADER_PREFIXES = (b"x-clientele-", b"x-forwarded-", b"x-internal-", b"x-real-ip")
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"content-length",
+    }
+)
+
+DEFAULT_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+class SecurityHeadersMiddleware:
+    """Adds the security headers to every response that did not choose its own."""
+
+    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
+        self.app = app
+        self.headers: list[tuple[bytes, bytes]] = [
+            (b"x-content-type-options", b"nosniff"),
+            (b"x-frame-options", b"DENY"),
+            # Links may carry tokens in their query: never send URLs to other sites.
+            (b"referrer-policy", b"same-origin"),
+            (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), payment=()"),
+            (b"cross-origin-opener-policy", b"same-origin"),
+        ]
+        if hsts:
+            self.headers.append((b"strict-transport-security", b"max-age=63072000"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers.extend(h for h in self.headers if h[0] not in present)
+                if b"content-security-policy" not in present:
+                    headers.append((b"content-security-policy", DEFAULT_CSP.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def new_csrf_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def csrf_matches(cookie_value: str | None, submitted: str | None) -> bool:
+    """Double-submit check: the form (or header) must repeat the cookie's value."""
+    if not cookie_value or not submitted:
+        return False
+    return hmac.compare_digest(cookie_value.encode(), submitted.encode())
+
+
+def origin_allowed(origin: str | None, public_base_url: str) -> bool:
+    """A browser's Origin on an unsafe request must be our own public origin."""
+    if origin is None:
+        return True  # not sent by every client; the CSRF token still protects
+    return origin.rstrip("/") == public_base_url.rstrip("/")
+
+
+def client_address(scope: Scope, trusted_proxy_count: int) -> str:
+    """The caller's IP: the socket peer, or what our own trusted proxies appended."""
+    peer = (scope.get("client") or ("unknown", 0))[0]
+    if trusted_proxy_count <= 0:
+        return str(peer)
+    for name, value in scope.get("headers", []):
+        if name == b"x-forwarded-for":
+            hops = [h.strip() for h in value.decode("latin-1").split(",") if h.strip()]
+            if len(hops) >= trusted_proxy_count:
+                return hops[-trusted_proxy_count]
+    return str(peer)
+
+
+class RateLimits:
+    """Named buckets (signup, login, magic_link, password_reset), each per IP and per email."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.storage = storage_from_string(f"async+{settings.rate_limit_storage}")
+        self.limiter = MovingWindowRateLimiter(self.storage)
+        self.items: dict[str, RateLimitItem] = {
+            "signup": parse(settings.rate_limit_signup),
+            "login": parse(settings.rate_limit_login),
+            "magic_link": parse(settings.rate_limit_magic_link),
+            "password_reset": parse(settings.rate_limit_password_reset),
+        }
+
+    async def hit(self, bucket: str, ip: str, email: str | None = None) -> None:
+        item = self.items[bucket]
+        keys = [("ip", ip)] + ([("email", email.strip().lower())] if email else [])
+        for kind, value in keys:
+            if not await self.limiter.hit(item, bucket, kind, value):
+                stats = await self.limiter.get_window_stats(item, bucket, kind, value)
+                retry_after = max(1, int(stats.reset_time - time.time()) + 1)
+                raise TooManyRequests(
+                    "Too many attempts. Please wait a moment and try again.",
+                    retry_after=retry_after,
+                )

@@ -1,0 +1,1 @@
+"""Clients service: identity (accounts, businesses, sessions, JWKS) and the client book."""

@@ -1,0 +1,1 @@
+"""The client book: clients of a business, their timeline, archive and restore."""

@@ -1,0 +1,1 @@
+"""Client groups: named subsets of a business's clients."""

@@ -1,0 +1,1 @@
+"""Identity: accounts, businesses, login sessions, one-time tokens, access tokens."""

@@ -1,0 +1,1 @@
+"""Invitations: emailed single-use links that make a person a client."""

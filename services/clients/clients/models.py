@@ -1,0 +1,194 @@
+"""Tables of the clients service.
+
+Identity rows (accounts, sessions, one-time tokens) belong to a person, not
+to a business: one account can be a coach in one business and a client of
+several others. Business-owned rows carry ``business_id``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from kit.db import UTCDateTime, new_metadata, utcnow
+from kit.messaging import inbox_table, outbox_table
+
+
+class Base(DeclarativeBase):
+    metadata = new_metadata()
+
+
+outbox = outbox_table(Base.metadata)
+inbox = inbox_table(Base.metadata)
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    # Stored normalised (trimmed, lower case): the unique constraint is case-insensitive.
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Business(Base):
+    __tablename__ = "businesses"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(200))
+    slug: Mapped[str] = mapped_column(String(80), unique=True)
+    owner_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StaffMember(Base):
+    """An account working in a business (its owner, or a coach it added)."""
+
+    __tablename__ = "staff_members"
+
+    business_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("businesses.id"), primary_key=True)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(20))  # owner | coach
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_staff_members_account_id", "account_id"),)
+
+
+class LoginSession(Base):
+    """A browser or API session: its opaque token is exchanged for short-lived JWTs."""
+
+    __tablename__ = "login_sessions"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    user_agent: Mapped[str | None] = mapped_column(String(300))
+
+
+class OneTimeToken(Base):
+    """Magic links, password resets and email verifications: hashed, expiring, single use."""
+
+    __tablename__ = "one_time_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), index=True)
+    purpose: Mapped[str] = mapped_column(String(30))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    consumed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_path: Mapped[str | None] = mapped_column(String(500))
+
+
+# -- the client book ---------------------------------------------------------------------
+
+
+class Client(Base):
+    """An account in a business's client list (one per business and account)."""
+
+    __tablename__ = "clients"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    business_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("businesses.id"))
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), index=True)
+    # invited | signed_up | purchased | booked | added
+    source: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default="active")  # active | archived
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("business_id", "account_id"),
+        Index("ix_clients_business_id_created_at", "business_id", "created_at"),
+    )
+
+
+class ClientGroup(Base):
+    __tablename__ = "client_groups"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    business_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("businesses.id"))
+    name: Mapped[str] = mapped_column(String(120))
+    # Lower-cased name: "Yoga" and "yoga" are the same group in one business.
+    name_key: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (UniqueConstraint("business_id", "name_key"),)
+
+
+class GroupMembership(Base):
+    __tablename__ = "group_memberships"
+
+    group_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("client_groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clients.id"), primary_key=True)
+    business_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("businesses.id"))
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_group_memberships_client_id", "client_id"),)
+
+
+class Invitation(Base):
+    """An emailed, single-use, expiring link that makes a person a client."""
+
+    __tablename__ = "invitations"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    business_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("businesses.id"))
+    email: Mapped[str] = mapped_column(String(320))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # pending | accepted | revoked ("expired" is pending past expires_at)
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    invited_by_account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_sent_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    send_count: Mapped[int] = mapped_column(Integer, default=1)
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    accepted_account_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("accounts.id"))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_invitations_business_id_email", "business_id", "email"),
+        Index("ix_invitations_business_id_created_at", "business_id", "created_at"),
+    )
+
+
+class InvitationQuota(Base):
+    """Invitation emails a business sent on one (UTC) day, against its daily cap."""
+
+    __tablename__ = "invitation_quotas"
+
+    business_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("businesses.id"), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    sent: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class TimelineEntry(Base):
+    """What happened to a client, newest first on the profile."""
+
+    __tablename__ = "timeline_entries"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    business_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("businesses.id"))
+    client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clients.id"))
+    # invited | invitation_resent | accepted | added | signed_up | archived | restored |
+    # group_added | group_removed | purchased | booked ...
+    kind: Mapped[str] = mapped_column(String(40))
+    summary: Mapped[str] = mapped_column(String(300))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index("ix_timeline_entries_client_id_occurred_at", "client_id", "occurred_at"),
+    )

@@ -1,0 +1,1 @@
+"""Clientele service kit: what every service shares."""

@@ -1,0 +1,1 @@
+"""Outbound email: templates, the queue of emails to send, SMTP delivery, the email log API."""

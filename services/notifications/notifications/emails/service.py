@@ -1,0 +1,224 @@
+"""Which emails an event calls for, rendered and queued.
+
+Nothing here commits and nothing talks to the mail server: handlers run in
+the consumer's transaction and only insert rows; the sender delivers them
+afterwards, so a slow or absent mail server never holds up consumption.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kit.contracts.base import Event
+from kit.contracts.clients import (
+    AccountRegisteredV1,
+    BusinessCreatedV1,
+    ClientAddedV1,
+    EmailVerificationRequestedV1,
+    InvitationSentV1,
+    MagicLinkRequestedV1,
+    PasswordResetRequestedV1,
+)
+from kit.db import utcnow
+from kit.logging import get_logger
+from kit.validation import normalize_email, safe_next_path
+from notifications.config import NotificationsSettings
+from notifications.emails import schemas
+from notifications.emails.rendering import (
+    EmailRenderer,
+    describe_days,
+    describe_duration,
+    one_line,
+)
+from notifications.emails.repository import EmailRepository
+from notifications.models import FAILED, QUEUED
+
+log = get_logger(__name__)
+
+WELCOME = "welcome"
+VERIFY_EMAIL = "verify_email"
+MAGIC_LINK = "magic_link"
+PASSWORD_RESET = "password_reset"
+INVITATION = "invitation"
+CLIENT_ADDED = "client_added"
+
+# Fixed forever: changing it would change every email id and break deduplication.
+EMAIL_ID_NAMESPACE = uuid.UUID("5c6d3f0e-7f0a-4a59-9d8e-2f3b1c7e4a10")
+
+
+def email_id(event_id: uuid.UUID, template: str, recipient: str) -> uuid.UUID:
+    """The same event, template and recipient always give the same id (and Message-ID)."""
+    return uuid.uuid5(EMAIL_ID_NAMESPACE, f"{event_id}/{template}/{recipient}")
+
+
+def _expires_in(expires_at: datetime | None, occurred_at: datetime) -> str | None:
+    # Measured from the event, not from now: a late redelivery says what the token says.
+    return describe_duration(expires_at - occurred_at) if expires_at else None
+
+
+@dataclass
+class EmailService:
+    session: AsyncSession
+    settings: NotificationsSettings
+    renderer: EmailRenderer
+    repo: EmailRepository = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.repo = EmailRepository(self.session)
+
+    def _link(self, path: str, **query: str | None) -> str:
+        """An absolute link from PUBLIC_BASE_URL, its query url-encoded."""
+        params = urlencode({key: value for key, value in query.items() if value is not None})
+        return self.settings.public_url(f"{path}?{params}" if params else path)
+
+    # -- events -----------------------------------------------------------------
+
+    async def remember_business(self, event: BusinessCreatedV1) -> None:
+        if event.business_id is None:
+            log.error("business_created_without_business_id")
+            return
+        await self.repo.insert_business_if_absent(
+            {
+                "business_id": event.business_id,
+                "name": one_line(event.business_name),
+                "slug": event.slug,
+                "owner_account_id": event.owner_account_id,
+                "owner_email": event.owner_email,
+                "created_at": event.occurred_at,
+            }
+        )
+
+    async def welcome(self, event: AccountRegisteredV1) -> None:
+        business_name = one_line(event.business_name) if event.business_name else None
+        if business_name is None and event.business_id:
+            business = await self.repo.business_by_id(event.business_id)
+            business_name = business.name if business else None
+        token = event.verification_token
+        context = {
+            "name": _name(event.display_name),
+            "business_name": business_name,
+            "verify_url": self._link("/verify-email", token=token) if token else None,
+            "verify_expires_in": _expires_in(event.verification_expires_at, event.occurred_at),
+            "account_url": self._link("/account"),
+        }
+        await self.queue(event, WELCOME, event.email, context, event.business_id)
+
+    async def verify_email(self, event: EmailVerificationRequestedV1) -> None:
+        context = {
+            "name": _name(event.display_name),
+            "verify_url": self._link("/verify-email", token=event.token),
+            "expires_in": _expires_in(event.expires_at, event.occurred_at),
+        }
+        await self.queue(event, VERIFY_EMAIL, event.email, context, event.business_id)
+
+    async def magic_link(self, event: MagicLinkRequestedV1) -> None:
+        # Checked again here: a link in our email must never lead off the site.
+        next_path = safe_next_path(event.next_path)
+        context = {
+            "name": _name(event.display_name),
+            "login_url": self._link("/login/magic/confirm", token=event.token, next=next_path),
+            "expires_in": _expires_in(event.expires_at, event.occurred_at),
+        }
+        await self.queue(event, MAGIC_LINK, event.email, context, event.business_id)
+
+    async def password_reset(self, event: PasswordResetRequestedV1) -> None:
+        context = {
+            "name": _name(event.display_name),
+            "reset_url": self._link("/password/reset", token=event.token),
+            "expires_in": _expires_in(event.expires_at, event.occurred_at),
+        }
+        await self.queue(event, PASSWORD_RESET, event.email, context, event.business_id)
+
+    # -- the client book (transactional: sent whatever the unsubscribes say) -------
+
+    async def invitation(self, event: InvitationSentV1) -> None:
+        # A resend is another event, hence another email (the token is new too).
+        business_name = one_line(event.business_name) or "a coach"
+        context = {
+            "inviter_name": one_line(event.inviter_name) or business_name,
+            "business_name": business_name,
+            "accept_url": self._link("/invitations/accept", token=event.token),
+            "expires_in": describe_days(event.expires_at - event.occurred_at),
+        }
+        await self.queue(event, INVITATION, event.email, context, event.business_id)
+
+    async def client_added(self, event: ClientAddedV1) -> None:
+        if not event.notify:
+            return
+        context = {
+            "name": _name(event.display_name),
+            "business_name": one_line(event.business_name) or "A coach",
+            "home_url": self._link("/home"),
+        }
+        await self.queue(event, CLIENT_ADDED, event.email, context, event.business_id)
+
+    # -- queueing ---------------------------------------------------------------
+
+    async def queue(
+        self,
+        event: Event,
+        template: str,
+        recipient: str,
+        context: dict[str, Any],
+        business_id: uuid.UUID | None,
+    ) -> bool:
+        """Render and store the email for the sender. False when it was already queued."""
+        rendered = self.renderer.render(template, context)
+        now = utcnow()
+        status, last_error = QUEUED, None
+        try:
+            address = normalize_email(recipient)
+        except ValueError as exc:
+            # Kept (as failed) rather than dropped, so the log shows what happened.
+            address = one_line(recipient, 320)
+            status, last_error = FAILED, f"invalid recipient address: {exc}"[:500]
+        row_id = email_id(event.id, template, address)
+        inserted = await self.repo.insert_if_absent(
+            {
+                "id": row_id,
+                "business_id": business_id,
+                "event_id": event.id,
+                "event_name": event.name,
+                "template": template,
+                "recipient": address,
+                "subject": rendered.subject,
+                "text_body": rendered.text_body,
+                "html_body": rendered.html_body,
+                "status": status,
+                "attempts": 0,
+                "last_error": last_error,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+        )
+        if status == FAILED:
+            log.error("email_recipient_invalid", email_id=str(row_id), template=template)
+        elif inserted:
+            log.info("email_queued", email_id=str(row_id), template=template)
+        else:
+            log.info("email_already_queued", email_id=str(row_id), template=template)
+        return inserted
+
+
+def _name(display_name: str) -> str:
+    return one_line(display_name) or "there"
+
+
+async def list_business_emails(
+    session: AsyncSession, business_id: uuid.UUID, status: str | None, limit: int, offset: int
+) -> schemas.EmailPage:
+    rows, total = await EmailRepository(session).page_for_business(
+        business_id, status, limit, offset
+    )
+    return schemas.EmailPage(
+        items=[schemas.EmailOut.model_validate(row) for row in rows],
+        total=total,
+        limit=limit,
+        offset=offset,
+    )

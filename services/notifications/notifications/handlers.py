@@ -1,0 +1,111 @@
+"""The events this service reacts to: one handler per event, each only writing rows."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kit.contracts.clients import (
+    AccountRegisteredV1,
+    BusinessCreatedV1,
+    ClientAddedV1,
+    ClientArchivedV1,
+    ClientRestoredV1,
+    EmailVerificationRequestedV1,
+    GroupCreatedV1,
+    GroupDeletedV1,
+    GroupMemberAddedV1,
+    GroupMemberRemovedV1,
+    GroupRenamedV1,
+    InvitationSentV1,
+    MagicLinkRequestedV1,
+    PasswordResetRequestedV1,
+)
+from kit.messaging import Consumer
+from kit.runtime import ServiceContext
+from notifications import models
+from notifications.audience.service import AudienceService
+from notifications.config import NotificationsSettings
+from notifications.emails.rendering import EmailRenderer
+from notifications.emails.service import EmailService
+
+SERVICE = "notifications"
+
+
+def build_consumer(context: ServiceContext, settings: NotificationsSettings) -> Consumer:
+    consumer = Consumer(
+        SERVICE,
+        sessionmaker=context.sessionmaker,
+        engine=context.engine,
+        inbox=models.inbox,
+        broker=context.broker,
+        delivery_limit=settings.delivery_limit,
+        prefetch=settings.consumer_prefetch,
+        batch_size=settings.consumer_batch_size,
+    )
+    renderer = EmailRenderer()
+
+    def emails(session: AsyncSession) -> EmailService:
+        return EmailService(session, settings, renderer)
+
+    @consumer.handler(BusinessCreatedV1)
+    async def remember_business(event: BusinessCreatedV1, session: AsyncSession) -> None:
+        await emails(session).remember_business(event)
+
+    @consumer.handler(AccountRegisteredV1)
+    async def queue_welcome(event: AccountRegisteredV1, session: AsyncSession) -> None:
+        await emails(session).welcome(event)
+
+    @consumer.handler(EmailVerificationRequestedV1)
+    async def queue_verify_email(
+        event: EmailVerificationRequestedV1, session: AsyncSession
+    ) -> None:
+        await emails(session).verify_email(event)
+
+    @consumer.handler(MagicLinkRequestedV1)
+    async def queue_magic_link(event: MagicLinkRequestedV1, session: AsyncSession) -> None:
+        await emails(session).magic_link(event)
+
+    @consumer.handler(PasswordResetRequestedV1)
+    async def queue_password_reset(event: PasswordResetRequestedV1, session: AsyncSession) -> None:
+        await emails(session).password_reset(event)
+
+    # -- the client book: transactional emails and the audience read model --------
+
+    @consumer.handler(InvitationSentV1)
+    async def queue_invitation(event: InvitationSentV1, session: AsyncSession) -> None:
+        await emails(session).invitation(event)
+
+    @consumer.handler(ClientAddedV1)
+    async def client_added(event: ClientAddedV1, session: AsyncSession) -> None:
+        await AudienceService(session).client_added(event)
+        await emails(session).client_added(event)  # only when the event says to notify
+
+    @consumer.handler(ClientArchivedV1)
+    async def client_archived(event: ClientArchivedV1, session: AsyncSession) -> None:
+        await AudienceService(session).client_archived(event)
+
+    @consumer.handler(ClientRestoredV1)
+    async def client_restored(event: ClientRestoredV1, session: AsyncSession) -> None:
+        await AudienceService(session).client_restored(event)
+
+    @consumer.handler(GroupCreatedV1)
+    async def group_created(event: GroupCreatedV1, session: AsyncSession) -> None:
+        await AudienceService(session).group_named(event)
+
+    @consumer.handler(GroupRenamedV1)
+    async def group_renamed(event: GroupRenamedV1, session: AsyncSession) -> None:
+        await AudienceService(session).group_named(event)
+
+    @consumer.handler(GroupDeletedV1)
+    async def group_deleted(event: GroupDeletedV1, session: AsyncSession) -> None:
+        await AudienceService(session).group_deleted(event)
+
+    @consumer.handler(GroupMemberAddedV1)
+    async def member_added(event: GroupMemberAddedV1, session: AsyncSession) -> None:
+        await AudienceService(session).member_added(event)
+
+    @consumer.handler(GroupMemberRemovedV1)
+    async def member_removed(event: GroupMemberRemovedV1, session: AsyncSession) -> None:
+        await AudienceService(session).member_removed(event)
+
+    return consumer

@@ -1,0 +1,1 @@
+"""Unsubscribing from a business's promotional emails, by a signed link."""
