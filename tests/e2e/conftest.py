@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests.support import infra
@@ -29,3 +31,15 @@ def system(
 @pytest.fixture(scope="module")
 def mail(system: SystemStack) -> MailSink:
     return MailSink(system.mail_url)
+
+
+def unique_ip() -> dict[str, str]:
+    """A client address of its own, so rate limits of one test never touch another."""
+    n = uuid.uuid4().int
+    return {"X-Forwarded-For": f"10.{n % 250}.{(n >> 8) % 250}.{(n >> 16) % 250 + 1}"}
+
+
+@pytest.fixture
+def http(system: SystemStack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=system.gateway_url, headers=unique_ip(), timeout=20) as client:
+        yield client

@@ -7,12 +7,12 @@ import email.policy
 import re
 import time
 import urllib.request
-import uuid
 from typing import Any
 
 import httpx
 
-from tests.e2e.test_gateway import PASSWORD, csrf_from, signup, unique_email, unique_ip
+from tests.e2e.conftest import unique_ip
+from tests.e2e.test_gateway import PASSWORD, csrf_from, signup, unique_email
 from tests.support.stack import MailSink, SystemStack
 
 API = "/api/v1/clients"
@@ -38,7 +38,12 @@ def accept_through_page(system: SystemStack, link: str, name: str) -> httpx.Clie
     token = re.search(r"token=([^&]+)", link).group(1)
     accepted = browser.post(
         "/invitations/accept",
-        data={"token": token, "name": name, "password": PASSWORD, "csrf_token": csrf_from(page.text)},
+        data={
+            "token": token,
+            "name": name,
+            "password": PASSWORD,
+            "csrf_token": csrf_from(page.text),
+        },
     )
     assert accepted.status_code == 303, accepted.text
     assert accepted.headers["location"] == "/home"
@@ -82,7 +87,8 @@ def test_invite_two_addresses_accept_from_email_and_see_both_clients(
     clients = http.get(f"{API}/businesses/{business_id}/clients?sort=email", headers=coach).json()
     assert sorted(c["email"] for c in clients["items"]) == sorted([existing, newcomer])
     assert {c["email"]: c["source"] for c in clients["items"]} == {
-        existing: "added", newcomer: "invited"
+        existing: "added",
+        newcomer: "invited",
     }
     # The used link is dead now, with a clear page.
     page = httpx.get(link)
@@ -123,7 +129,8 @@ def test_promotion_reaches_subscribed_clients_only_with_one_click_unsubscribe(
     stays, leaves = unique_email("stays"), unique_email("leaves")
     http.post(
         f"{API}/businesses/{business_id}/invitations",
-        json={"addresses": f"{stays} {leaves}"}, headers=coach,
+        json={"addresses": f"{stays} {leaves}"},
+        headers=coach,
     )
     for address, name in ((stays, "Sam Stays"), (leaves, "Lee Leaves")):
         [invitation] = mail.wait_for(address, "invited you")
@@ -134,8 +141,12 @@ def test_promotion_reaches_subscribed_clients_only_with_one_click_unsubscribe(
     def campaign(subject: str) -> dict[str, Any]:
         created = http.post(
             f"{NOTIFY}/businesses/{business_id}/campaigns",
-            json={"subject": subject, "body_markdown": "Spring classes are **open**.",
-                  "discount_code": "SPRING10", "audience": {"kind": "all"}},
+            json={
+                "subject": subject,
+                "body_markdown": "Spring classes are **open**.",
+                "discount_code": "SPRING10",
+                "audience": {"kind": "all"},
+            },
             headers=coach,
         )
         assert created.status_code == 201, created.text
@@ -152,7 +163,9 @@ def test_promotion_reaches_subscribed_clients_only_with_one_click_unsubscribe(
             break
         time.sleep(0.2)
     assert preview["recipient_count"] == 2
-    sent = http.post(f"{NOTIFY}/businesses/{business_id}/campaigns/{first['id']}/send", headers=coach)
+    sent = http.post(
+        f"{NOTIFY}/businesses/{business_id}/campaigns/{first['id']}/send", headers=coach
+    )
     assert sent.status_code == 200, sent.text
     [to_leaver] = mail.wait_for(leaves, "Spring is here")
     message = raw(mail, to_leaver["id"])
@@ -166,9 +179,12 @@ def test_promotion_reaches_subscribed_clients_only_with_one_click_unsubscribe(
     assert one_click.status_code == 200
 
     second = campaign("Summer too")
-    assert http.post(
-        f"{NOTIFY}/businesses/{business_id}/campaigns/{second['id']}/send", headers=coach
-    ).status_code == 200
+    assert (
+        http.post(
+            f"{NOTIFY}/businesses/{business_id}/campaigns/{second['id']}/send", headers=coach
+        ).status_code
+        == 200
+    )
     mail.wait_for(stays, "Summer too")
     time.sleep(2)
     assert [m for m in mail.messages(leaves) if "Summer" in m["subject"]] == []

@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 import jwt
-import pytest
 
 from clients.identity.signing import derive_private_key
+from tests.e2e.conftest import unique_ip
 from tests.support import tokens
 from tests.support.stack import MailSink, SystemStack
 
@@ -25,18 +25,6 @@ PASSWORD = "correct horse battery staple"
 
 def unique_email(tag: str) -> str:
     return f"{tag}-{uuid.uuid4().hex[:10]}@example.com"
-
-
-def unique_ip() -> dict[str, str]:
-    """A client address of its own, so rate limits of one test never touch another."""
-    n = uuid.uuid4().int
-    return {"X-Forwarded-For": f"10.{n % 250}.{(n >> 8) % 250}.{(n >> 16) % 250 + 1}"}
-
-
-@pytest.fixture
-def http(system: SystemStack) -> httpx.Client:
-    with httpx.Client(base_url=system.gateway_url, headers=unique_ip(), timeout=20) as client:
-        yield client
 
 
 def signup(http: httpx.Client, email_address: str, **extra: str) -> dict[str, Any]:

@@ -85,6 +85,22 @@ async def test_welcome_email_greets_the_coach_names_the_business_and_links_to_ve
     assert row.sent_at is not None and row.locked_until is None
 
 
+async def test_a_client_account_from_an_invitation_gets_no_coach_welcome(
+    notifications: Notifications,
+) -> None:
+    client_account = events.account_registered(
+        origin="invitation", verification_token=None, verification_expires_at=None
+    )
+    coach_account = events.account_registered(email="second-coach@example.com")
+    async with no_more_deliveries(notifications.smtp):
+        await notifications.publish(client_account)
+        await notifications.wait_handled(client_account)
+    await notifications.publish(coach_account)
+    [received] = await notifications.wait_for_delivery()
+    assert received.rcpt_tos == ["second-coach@example.com"]
+    assert [row.recipient for row in await notifications.emails()] == ["second-coach@example.com"]
+
+
 async def test_welcome_without_known_business_or_token_is_generic(
     notifications: Notifications,
 ) -> None:

@@ -95,6 +95,11 @@ class EmailService:
         )
 
     async def welcome(self, event: AccountRegisteredV1) -> None:
+        # The welcome speaks to a coach who just opened a business. A client whose
+        # account came from accepting an invitation has just seen their home page
+        # and already got the invitation email: a coach's welcome would confuse them.
+        if event.origin != "coach_signup":
+            return
         business_name = one_line(event.business_name) if event.business_name else None
         if business_name is None and event.business_id:
             business = await self.repo.business_by_id(event.business_id)
