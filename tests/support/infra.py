@@ -191,6 +191,7 @@ def run(coro: Any) -> Any:
 SERVICE_DIRS = {
     "clients": "services/clients",
     "notifications": "services/notifications",
+    "catalog": "services/catalog",
 }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -128,6 +128,39 @@ def insert_ignoring_conflicts(
     if dialect_name == "sqlite":
         return sqlite.insert(table).on_conflict_do_nothing(index_elements=index_elements)
     raise RuntimeError(f"unsupported dialect {dialect_name}")
+
+
+async def upsert(
+    session: AsyncSession,
+    table: Table,
+    values: dict[str, Any],
+    keys: Sequence[str],
+    changes: Callable[[Any], dict[str, Any]],
+) -> None:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE SET changes(excluded), on either dialect.
+
+    ``changes`` receives the would-be-inserted row (``excluded``) and returns
+    the columns to update; read models use it with :func:`newer_fact`.
+    """
+    dialect = str(session.get_bind().dialect.name)
+    if dialect == "postgresql":
+        statement: Any = postgresql.insert(table).values(**values)
+    elif dialect == "sqlite":
+        statement = sqlite.insert(table).values(**values)
+    else:
+        raise RuntimeError(f"unsupported dialect {dialect}")
+    await session.execute(
+        statement.on_conflict_do_update(index_elements=list(keys), set_=changes(statement.excluded))
+    )
+
+
+def newer_fact(stored_at: Any, incoming_at: Any) -> Any:
+    """SQL condition: the incoming fact wins when nothing is stored yet or it is not older.
+
+    Read models keep the ``occurred_at`` of the event behind each fact, so events
+    applied in any order, any number of times, leave the same rows.
+    """
+    return (stored_at.is_(None)) | (stored_at <= incoming_at)
 
 
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (

@@ -13,44 +13,21 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, case, delete, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import case, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.dml import Insert
 
+from kit.db import newer_fact, upsert
 from notifications.models import AudienceClient, AudienceGroup, GroupMembership
-
-
-def _insert(dialect: str, table: Any) -> Any:
-    """INSERT with the dialect's ON CONFLICT support (PostgreSQL, SQLite)."""
-    if dialect == "postgresql":
-        return postgresql.insert(table)
-    if dialect == "sqlite":
-        return sqlite.insert(table)
-    raise RuntimeError(f"unsupported dialect {dialect}")
-
-
-def _newer(stored: Any, incoming: Any) -> Any:
-    """The incoming fact wins when nothing is stored yet or it is not older."""
-    return (stored.is_(None)) | (stored <= incoming)
 
 
 class AudienceRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    @property
-    def _dialect(self) -> str:
-        return str(self.session.get_bind().dialect.name)
-
     async def _upsert(
-        self, table: Table, values: dict[str, Any], keys: Sequence[str], changes: Any
+        self, table: Any, values: dict[str, Any], keys: Sequence[str], changes: Any
     ) -> None:
-        statement: Insert = _insert(self._dialect, table).values(**values)
-        updates = changes(statement.excluded)  # type: ignore[attr-defined]
-        await self.session.execute(
-            statement.on_conflict_do_update(index_elements=list(keys), set_=updates)  # type: ignore[attr-defined]
-        )
+        await upsert(self.session, table, values, keys, changes)
 
     # -- clients --------------------------------------------------------------
 
@@ -70,8 +47,8 @@ class AudienceRepository:
         c = table.c  # type: ignore[attr-defined]
 
         def changes(new: Any) -> dict[str, Any]:
-            profile_newer = _newer(c.profile_at, new.profile_at)
-            status_newer = _newer(c.status_at, new.status_at)
+            profile_newer = newer_fact(c.profile_at, new.profile_at)
+            status_newer = newer_fact(c.status_at, new.status_at)
             return {
                 "account_id": new.account_id,
                 "email": case((profile_newer, new.email), else_=c.email),
@@ -111,7 +88,7 @@ class AudienceRepository:
         c = table.c  # type: ignore[attr-defined]
 
         def changes(new: Any) -> dict[str, Any]:
-            status_newer = _newer(c.status_at, new.status_at)
+            status_newer = newer_fact(c.status_at, new.status_at)
             return {
                 "status": case((status_newer, new.status), else_=c.status),
                 "status_at": case((status_newer, new.status_at), else_=c.status_at),
@@ -140,7 +117,7 @@ class AudienceRepository:
         c = table.c  # type: ignore[attr-defined]
 
         def changes(new: Any) -> dict[str, Any]:
-            newer = _newer(c.name_at, new.name_at)
+            newer = newer_fact(c.name_at, new.name_at)
             return {
                 "name": case((newer, new.name), else_=c.name),
                 "name_at": case((newer, new.name_at), else_=c.name_at),
@@ -227,7 +204,7 @@ class AudienceRepository:
         c = table.c  # type: ignore[attr-defined]
 
         def changes(new: Any) -> dict[str, Any]:
-            newer = _newer(c.changed_at, new.changed_at)
+            newer = newer_fact(c.changed_at, new.changed_at)
             return {
                 "is_member": case((newer, new.is_member), else_=c.is_member),
                 "changed_at": case((newer, new.changed_at), else_=c.changed_at),

@@ -1,0 +1,1 @@
+"""Discount codes a business hands out, applied by quotes."""

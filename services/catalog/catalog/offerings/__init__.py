@@ -1,0 +1,1 @@
+"""Offerings: what a business sells, as immutable versions once published."""

@@ -1,0 +1,1 @@
+"""Quotes: the price of one offering for this viewer, with a discount code applied."""
