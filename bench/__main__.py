@@ -6,7 +6,7 @@ import datetime
 import sys
 from pathlib import Path
 
-from bench import event_pipeline, gateway_hop
+from bench import event_pipeline, gateway_hop, packages_page
 from bench.common import table
 
 RSS_GOAL_MB = 150
@@ -19,12 +19,21 @@ def main() -> int:
         f"Gateway hop ({gateway_hop.CONNECTIONS} connections, {gateway_hop.SECONDS} s, wrk)\n"
         + gateway_hop.report(hop_results)
     )
+    page_rows, page_memory = packages_page.measure()
+    sections.append(
+        f"Packages page ({packages_page.CONNECTIONS} connections, {packages_page.SECONDS} s, "
+        f"wrk; goal {packages_page.GOAL})\n" + packages_page.report(page_rows)
+    )
     pipeline_rows, pipeline_memory = event_pipeline.measure()
     sections.append(
         f"Event pipeline ({event_pipeline.EVENTS:,} events)\n"
         + table(pipeline_rows, ["path", "events/s", "vs raw", "goal 1,500/s"])
     )
-    memory = {**hop_memory, **{f"pipeline-{k}": v for k, v in pipeline_memory.items()}}
+    memory = {
+        **hop_memory,
+        **{f"page-{k}": v for k, v in page_memory.items() if k != "hello-world"},
+        **{f"pipeline-{k}": v for k, v in pipeline_memory.items()},
+    }
     sections.append(
         f"Resident memory after the runs (goal <= {RSS_GOAL_MB} MB each)\n"
         + table(

@@ -13,7 +13,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import asyncpg
@@ -114,6 +114,8 @@ class LoadResult:
     p50_ms: float
     p99_ms: float
     errors: int
+    # wrk's whole report (and what a Lua script printed), for figures only some runs have.
+    output: str = field(default="", repr=False, compare=False)
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -127,12 +129,19 @@ def _ms(text: str) -> float:
 
 
 def wrk(
-    url: str, *, connections: int = 50, seconds: int = 10, headers: dict[str, str] | None = None
+    url: str,
+    *,
+    connections: int = 50,
+    seconds: int = 10,
+    headers: dict[str, str] | None = None,
+    script: Path | None = None,
 ) -> LoadResult:
     """Load from wrk (C, one thread: the machine's cores are for the system under test)."""
     if shutil.which("wrk") is None:
         raise SystemExit("the benchmarks need wrk: apt-get install wrk")
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if script is not None:
+        argv += ["-s", str(script)]
     for name, value in (headers or {}).items():
         argv += ["-H", f"{name}: {value}"]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
@@ -148,7 +157,7 @@ def wrk(
     )
     if socket_errors:
         errors += sum(int(g) for g in socket_errors.groups())
-    return LoadResult(rps, p50, p99, errors)
+    return LoadResult(rps, p50, p99, errors, out)
 
 
 def run(coro):  # type: ignore[no-untyped-def]
@@ -211,7 +220,7 @@ def start_system(extra_env: dict[str, str] | None = None) -> RunningSystem:
 
     from devtools.processes import SERVICES, Ports
 
-    ports = Ports(*(_free_port() for _ in range(5)))
+    ports = Ports(*(_free_port() for _ in range(len(fields(Ports)))))
     work = Path(tempfile.mkdtemp(prefix="bench-system-"))
     namespace = f"bench{uuid.uuid4().hex[:6]}."
     env = system_environment(ports, var_dir=work, amqp_url=AMQP_URL)

@@ -15,6 +15,7 @@ class GatewaySettings(ServiceSettings):
     # Where each service's api listens (inside the cluster; never public).
     clients_url: str = "http://127.0.0.1:8101"
     notifications_url: str = "http://127.0.0.1:8102"
+    catalog_url: str = "http://127.0.0.1:8103"
     upstream_timeout_seconds: float = 15.0
     upstream_pool_size: int = 200
     max_body_bytes: int = 1_048_576
@@ -33,6 +34,13 @@ class GatewaySettings(ServiceSettings):
     rate_limit_magic_link: str = "5/15minutes"
     rate_limit_password_reset: str = "5/15minutes"
 
+    # Anonymous public catalog reads (see gateway.cache): seconds an answer may be
+    # kept at most (a safety net; catalog events clear it), 0 disables the cache.
+    # Invalidation listens on the shared AMQP_URL / BROKER_NAMESPACE.
+    public_cache_seconds: float = 60.0
+    public_cache_max_entries: int = 2000
+    public_cache_max_entry_bytes: int = 512 * 1024
+
     # Development: the SMTP sink's HTTP API behind /dev/mail (only in dev mode).
     dev_mail_url: str = "http://127.0.0.1:8025"
 
@@ -46,4 +54,5 @@ class GatewaySettings(ServiceSettings):
         return {
             "clients": self.clients_url.rstrip("/"),
             "notifications": self.notifications_url.rstrip("/"),
+            "catalog": self.catalog_url.rstrip("/"),
         }

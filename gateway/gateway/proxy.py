@@ -5,6 +5,10 @@ forward over the shared aiohttp pool, answer. On the way it verifies any
 bearer token (services verify again), turns the session cookie into a
 bearer token, enforces CSRF on cookie-authenticated writes, applies rate
 limits, strips headers a client must not set, and sets the forwarding ones.
+
+Anonymous GETs of allow-listed public catalog reads may be answered from the
+gateway's :class:`~gateway.cache.PublicCache` (see gateway.cache for why that
+stays correct); those answers carry ``X-Cache: hit|miss|bypass``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import aiohttp
 from starlette.types import Receive, Scope, Send
 
+from gateway.cache import CachedResponse, cacheable_api_path, storable_response
 from gateway.security import (
     HOP_BY_HOP,
     INTERNAL_HEADER_PREFIXES,
@@ -103,6 +108,7 @@ class ApiProxy:
         if base is None or not path.startswith("/api/v1/"):
             raise NotFound("No such API.")
         method: str = scope["method"]
+        public_read = method == "GET" and cacheable_api_path(path)
 
         outgoing: dict[str, str] = {}
         authorization = cookie_header = origin = csrf_header = content_type = None
@@ -145,6 +151,28 @@ class ApiProxy:
 
         body = await read_body(receive, settings.max_body_bytes)
 
+        # The public cache: only for a visitor who sent no token and no session
+        # cookie at all (anything else always goes to the service).
+        cache_key: str | None = None
+        cache_ticket: int | None = None
+        x_cache = b""
+        if public_read:
+            anonymous = authorization is None and not (
+                cookie_header and _cookie(cookie_header, settings.session_cookie)
+            )
+            cache = state.public_cache
+            if anonymous and not body and cache.active:
+                query_string: bytes = scope.get("query_string", b"")
+                cache_key = f"api:{path}?{query_string.decode('latin-1')}"
+                cached: CachedResponse | None = cache.lookup(cache_key)
+                if cached is not None:
+                    await _send_cached(send, cached)
+                    return
+                cache_ticket = cache.ticket()
+                x_cache = b"miss"
+            else:
+                x_cache = b"bypass"
+
         ip = client_address(scope, settings.trusted_proxy_count)
         bucket = RATE_LIMITED.get((method, path))
         if bucket is not None:
@@ -176,9 +204,27 @@ class ApiProxy:
             log.warning("upstream_unavailable", service=service, error=str(exc))
             raise BadGateway(f"The {service} service is unavailable.") from exc
 
+        if cache_key is not None:
+            stored = storable_response(
+                status, headers, payload, settings.public_cache_max_entry_bytes
+            )
+            if stored is not None:
+                state.public_cache.put(cache_key, stored, cache_ticket)
+        if x_cache:
+            headers.append((b"x-cache", x_cache))
         headers.append((b"content-length", str(len(payload)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
+
+
+async def _send_cached(send: Send, cached: CachedResponse) -> None:
+    headers = [
+        *cached.headers,
+        (b"x-cache", b"hit"),
+        (b"content-length", str(len(cached.body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": cached.status, "headers": headers})
+    await send({"type": "http.response.body", "body": cached.body})
 
 
 def _email_in(body: bytes, content_type: str | None) -> str | None:
