@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("clients", "notifications")
+SERVICES = ("clients", "notifications", "catalog")
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,7 @@ class Ports:
     gateway: int = 8000
     clients: int = 8101
     notifications: int = 8102
+    catalog: int = 8103
     smtp: int = 1025
     mail_http: int = 8025
 
@@ -48,9 +49,12 @@ def system_environment(
         "CLIENTS_PORT": str(ports.clients),
         "NOTIFICATIONS_DATABASE_URL": f"sqlite+aiosqlite:///{var_dir / 'notifications.db'}",
         "NOTIFICATIONS_PORT": str(ports.notifications),
+        "CATALOG_DATABASE_URL": f"sqlite+aiosqlite:///{var_dir / 'catalog.db'}",
+        "CATALOG_PORT": str(ports.catalog),
         "GATEWAY_PORT": str(ports.gateway),
         "GATEWAY_CLIENTS_URL": f"http://127.0.0.1:{ports.clients}",
         "GATEWAY_NOTIFICATIONS_URL": f"http://127.0.0.1:{ports.notifications}",
+        "GATEWAY_CATALOG_URL": f"http://127.0.0.1:{ports.catalog}",
         "GATEWAY_DEV_MAIL_URL": f"http://127.0.0.1:{ports.mail_http}",
         "MAILSINK_SMTP_PORT": str(ports.smtp),
         "MAILSINK_HTTP_PORT": str(ports.mail_http),

@@ -34,6 +34,7 @@ def _ports() -> Ports:
         gateway=int(env.get("GATEWAY_PORT", 8000)),
         clients=int(env.get("CLIENTS_PORT", 8101)),
         notifications=int(env.get("NOTIFICATIONS_PORT", 8102)),
+        catalog=int(env.get("CATALOG_PORT", 8103)),
         smtp=int(env.get("MAILSINK_SMTP_PORT", 1025)),
         mail_http=int(env.get("MAILSINK_HTTP_PORT", 8025)),
     )

@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.config import GatewaySettings
-from gateway.pages import coach, public, views
+from gateway.pages import catalog_coach, coach, public, storefront, views
 from gateway.pages.rendering import STATIC, Pages
 from gateway.proxy import ApiProxy
 from gateway.security import SecurityHeadersMiddleware
@@ -56,7 +56,8 @@ def _web_app(state: GatewayState) -> FastAPI:
 
     app.state.readiness_checks = {"clients": clients_healthy}
     app.include_router(health_router())
-    for router in (views.router, coach.router, public.router):
+    routers = (views.router, coach.router, catalog_coach.router, public.router, storefront.router)
+    for router in routers:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

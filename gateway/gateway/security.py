@@ -38,6 +38,13 @@ DEFAULT_CSP = (
     "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
 
+# Storefront pages rendered with ?embed=1 may be framed by any site (coaches put
+# them on their own websites). Only a page response under /b/ that carries the
+# marker below gets this policy and no X-Frame-Options; the marker never leaves.
+FRAMEABLE_MARKER = b"x-clientele-frameable"
+FRAMEABLE_PREFIX = "/b/"
+EMBED_CSP = DEFAULT_CSP.replace("frame-ancestors 'none'", "frame-ancestors *")
+
 
 class SecurityHeadersMiddleware:
     """Adds the security headers to every response that did not choose its own."""
@@ -64,6 +71,16 @@ class SecurityHeadersMiddleware:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
+                if FRAMEABLE_MARKER in present:
+                    headers = [h for h in headers if h[0].lower() != FRAMEABLE_MARKER]
+                    if frameable(scope):
+                        headers = [
+                            h
+                            for h in headers
+                            if h[0].lower() not in (b"x-frame-options", b"content-security-policy")
+                        ]
+                        headers.append((b"content-security-policy", EMBED_CSP.encode()))
+                        present = {name.lower() for name, _ in headers} | {b"x-frame-options"}
                 headers.extend(h for h in self.headers if h[0] not in present)
                 if b"content-security-policy" not in present:
                     headers.append((b"content-security-policy", DEFAULT_CSP.encode()))
@@ -71,6 +88,12 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def frameable(scope: Scope) -> bool:
+    """Only storefront pages (never the API, never another page) may opt into framing."""
+    path = str(scope.get("path", ""))
+    return path.startswith(FRAMEABLE_PREFIX) and not path.startswith("/api/")
 
 
 def new_csrf_token() -> str:

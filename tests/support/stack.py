@@ -15,7 +15,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ class SystemStack:
     with_mailsink: bool = True
 
     def __post_init__(self) -> None:
-        self.ports = Ports(*(free_port() for _ in range(5)))
+        self.ports = Ports(*(free_port() for _ in range(len(fields(Ports)))))
         self.namespace = infra.BrokerNamespace(prefix=f"{infra.unique_name('e2e')}.")
         self.namespace.services.update(SERVICES)
         self.databases: dict[str, str] = {}

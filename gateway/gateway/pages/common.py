@@ -18,6 +18,7 @@ from kit.logging import get_logger
 log = get_logger(__name__)
 CLIENTS = "/api/v1/clients"
 NOTIFICATIONS = "/api/v1/notifications"
+CATALOG = "/api/v1/catalog"
 
 
 async def pages(request: Request) -> Pages:
@@ -110,3 +111,7 @@ class Obj(dict[str, Any]):
 
 async def call_notifications(p: Pages, method: str, path: str, **kwargs: Any) -> Reply:
     return await p.state.upstreams.call("notifications", method, f"{NOTIFICATIONS}{path}", **kwargs)
+
+
+async def call_catalog(p: Pages, method: str, path: str, **kwargs: Any) -> Reply:
+    return await p.state.upstreams.call("catalog", method, f"{CATALOG}{path}", **kwargs)

@@ -11,6 +11,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from gateway.pages.menu import MenuCache
 from gateway.security import csrf_matches, new_csrf_token
 from gateway.sessions import ActiveSession
 from gateway.state import GatewayState
@@ -51,6 +52,18 @@ NOTICES: dict[str, tuple[str, str]] = {
     "campaign_sent": ("success", "The campaign is on its way."),
     "campaign_deleted": ("success", "The draft was deleted."),
     "campaign_unchanged": ("error", "That campaign can no longer be changed."),
+    "offering_saved": ("success", "The offering was saved."),
+    "offering_new_version": (
+        "success",
+        "Saved as a new version. Clients who already bought keep the version they bought.",
+    ),
+    "offering_published": ("success", "The offering is published."),
+    "offering_archived": ("success", "The offering was archived; it is no longer on sale."),
+    "offering_unchanged": ("error", "That offering could not be changed. Please check it."),
+    "collection_saved": ("success", "The collection was saved."),
+    "collection_deleted": ("success", "The collection was deleted. Its offerings are unchanged."),
+    "discount_created": ("success", "The discount code was created."),
+    "discount_deleted": ("success", "The discount code was deleted."),
 }
 
 
@@ -71,6 +84,7 @@ class Pages:
             auto_reload=self.settings.dev_mode,
         )
         self._static_versions: dict[str, str] = {}
+        self.menus = MenuCache(state.upstreams)
 
     def static_url(self, path: str) -> str:
         version = self._static_versions.get(path)
@@ -109,16 +123,10 @@ class Pages:
         csrf = self.csrf_token(request)
         values = {
             "viewer": active.principal if active else None,
+            "menu": await self.menus.menu_for(active),
             "csrf_token": csrf,
             "notice": notice,
-            "dev_mode": self.settings.dev_mode,
-            "static_url": self.static_url,
-            "request_path": request.url.path,
-            "status": status,
-            "form": {},
-            "errors": {},
-            "error": None,
-            "next": None,
+            **self._common(request, status),
             **context,
         }
         html = self.env.get_template(template).render(values)
@@ -129,6 +137,35 @@ class Pages:
         if notice_key:
             response.delete_cookie(NOTICE_COOKIE, path="/")
         return response
+
+    def render_for_anyone(self, request: Request, template: str, **context: Any) -> str:
+        """The page as every anonymous visitor sees it: no viewer, menu, notice or CSRF token.
+
+        Being the same bytes for everyone, it may be kept in the public cache.
+        """
+        values = {
+            "viewer": None,
+            "menu": None,
+            "csrf_token": None,
+            "notice": None,
+            **self._common(request, 200),
+            **context,
+        }
+        return self.env.get_template(template).render(values)
+
+    def _common(self, request: Request, status: int) -> dict[str, Any]:
+        return {
+            "dev_mode": self.settings.dev_mode,
+            "static_url": self.static_url,
+            "request_path": request.url.path,
+            "public_base": self.settings.public_base_url.rstrip("/"),
+            "status": status,
+            "form": {},
+            "errors": {},
+            "error": None,
+            "next": None,
+            "embed": False,
+        }
 
     # -- responses ------------------------------------------------------------
 

@@ -48,7 +48,8 @@ async def home(request: Request, p: P) -> Response:
 async def signup_page(request: Request, p: P) -> Response:
     if await p.viewer(request):
         return p.redirect("/account")
-    return await p.render(request, "signup.html", form={"next": request.query_params.get("next")})
+    next_path = safe_next_path(request.query_params.get("next"))
+    return await p.render(request, "signup.html", form={"next": next_path})
 
 
 @router.post("/signup")
@@ -59,7 +60,8 @@ async def signup(request: Request, p: P) -> Response:
     body = {k: form.get(k, "") for k in ("name", "email", "password", "business_name")}
     reply = await call_clients(p, "POST", "/signup", json_body=body)
     if reply.ok:
-        return await logged_in(p, reply.body, form.get("next") or "/account", "signed_up")
+        next_path = safe_next_path(form.get("next"))
+        return await logged_in(p, reply.body, next_path or "/account", "signed_up")
     errors = reply.field_errors()
     if reply.status == 409:
         errors["email"] = "An account with this email already exists. Log in instead."

@@ -7,7 +7,11 @@
    - A checkbox marked data-select-all="name" (hidden until now) ticks them all.
    - <time data-relative> shows "3 days ago", keeping the exact date as a tooltip.
    - [data-autofocus] gets focus on load (results after a form post).
-   - The current tab of a sideways-scrolling .subnav is scrolled into view. */
+   - The current tab of a sideways-scrolling .subnav is scrolled into view.
+   - In a form, [data-show-when="field:value1 value2"] shows only while that
+     field (a select or radio group) has one of those values.
+   - A link [data-dialog-open="id"] opens <dialog id> as a modal (without
+     JavaScript it targets #id, which CSS shows inline). */
 (function () {
   "use strict";
 
@@ -100,6 +104,7 @@
   document.addEventListener("submit", function (event) {
     var form = event.target;
     if (!(form instanceof HTMLFormElement)) return;
+    if (form.getAttribute("method") === "dialog") return; // closes a dialog; nothing is sent
     if (form.getAttribute("data-submitting") === "true") {
       event.preventDefault();
       return;
@@ -209,6 +214,41 @@
     if (current && nav.scrollWidth > nav.clientWidth) {
       nav.scrollLeft = current.offsetLeft - (nav.clientWidth - current.offsetWidth) / 2;
     }
+  });
+
+  // -- fields that depend on another field -----------------------------------
+
+  function currentValue(form, name) {
+    var control = form.elements.namedItem(name);
+    if (!control) return "";
+    if (control instanceof RadioNodeList) return control.value;
+    return control.value || "";
+  }
+
+  document.querySelectorAll("form").forEach(function (form) {
+    var dependents = form.querySelectorAll("[data-show-when]");
+    if (!dependents.length) return;
+    function update() {
+      dependents.forEach(function (node) {
+        var rule = node.getAttribute("data-show-when").split(":");
+        var values = (rule[1] || "").split(" ");
+        var shown = values.indexOf(currentValue(form, rule[0])) !== -1;
+        node.hidden = !shown;
+      });
+    }
+    form.addEventListener("change", update);
+    update();
+  });
+
+  // -- dialogs ---------------------------------------------------------------
+
+  document.querySelectorAll("[data-dialog-open]").forEach(function (opener) {
+    var dialog = document.getElementById(opener.getAttribute("data-dialog-open"));
+    if (!dialog || typeof dialog.showModal !== "function") return;
+    opener.addEventListener("click", function (event) {
+      event.preventDefault();
+      dialog.showModal();
+    });
   });
 
   // -- copy to clipboard -----------------------------------------------------
