@@ -96,7 +96,11 @@ def build_app(settings: GatewaySettings | None = None) -> ASGIApp:
     async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/api/"):
             await proxy(scope, receive, send)
-        else:
+        elif not (
+            scope["type"] == "http"
+            and scope["path"].startswith("/b/")
+            and await storefront.answer_from_cache(state, scope, send)
+        ):
             await web(scope, receive, send)
 
     app = SecurityHeadersMiddleware(dispatch, hsts=settings.secure_cookies)

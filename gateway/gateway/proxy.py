@@ -23,6 +23,7 @@ from gateway.security import (
     HOP_BY_HOP,
     INTERNAL_HEADER_PREFIXES,
     client_address,
+    cookie_value,
     csrf_matches,
     origin_allowed,
 )
@@ -73,14 +74,6 @@ async def read_body(receive: Receive, limit: int) -> bytes:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
-
-
-def _cookie(raw: str, name: str) -> str | None:
-    for part in raw.split(";"):
-        key, _, value = part.strip().partition("=")
-        if key == name:
-            return value or None
-    return None
 
 
 class ApiProxy:
@@ -138,11 +131,11 @@ class ApiProxy:
             await state.verifier.verify(token)  # refused here already, verified again upstream
             outgoing["authorization"] = f"Bearer {token}"
         elif cookie_header is not None:
-            session_token = _cookie(cookie_header, settings.session_cookie)
+            session_token = cookie_value(cookie_header, settings.session_cookie)
             active = await state.sessions.resolve(session_token) if session_token else None
             if active is not None:
                 if method in UNSAFE_METHODS:
-                    csrf_cookie = _cookie(cookie_header, settings.csrf_cookie)
+                    csrf_cookie = cookie_value(cookie_header, settings.csrf_cookie)
                     if not csrf_matches(csrf_cookie, csrf_header) or not origin_allowed(
                         origin, settings.public_base_url
                     ):
@@ -158,7 +151,7 @@ class ApiProxy:
         x_cache = b""
         if public_read:
             anonymous = authorization is None and not (
-                cookie_header and _cookie(cookie_header, settings.session_cookie)
+                cookie_header and cookie_value(cookie_header, settings.session_cookie)
             )
             cache = state.public_cache
             if anonymous and not body and cache.active:

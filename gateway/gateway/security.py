@@ -38,9 +38,19 @@ DEFAULT_CSP = (
     "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
 
+
 # Storefront pages rendered with ?embed=1 may be framed by any site (coaches put
 # them on their own websites). Only a page response under /b/ that carries the
 # marker below gets this policy and no X-Frame-Options; the marker never leaves.
+def cookie_value(raw: str, name: str) -> str | None:
+    """One cookie of a raw ``Cookie`` header (the hot paths skip the framework's parsing)."""
+    for part in raw.split(";"):
+        key, _, value = part.strip().partition("=")
+        if key == name:
+            return value or None
+    return None
+
+
 FRAMEABLE_MARKER = b"x-clientele-frameable"
 FRAMEABLE_PREFIX = "/b/"
 EMBED_CSP = DEFAULT_CSP.replace("frame-ancestors 'none'", "frame-ancestors *")
@@ -100,11 +110,11 @@ def new_csrf_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def csrf_matches(cookie_value: str | None, submitted: str | None) -> bool:
+def csrf_matches(from_cookie: str | None, submitted: str | None) -> bool:
     """Double-submit check: the form (or header) must repeat the cookie's value."""
-    if not cookie_value or not submitted:
+    if not from_cookie or not submitted:
         return False
-    return hmac.compare_digest(cookie_value.encode(), submitted.encode())
+    return hmac.compare_digest(from_cookie.encode(), submitted.encode())
 
 
 def origin_allowed(origin: str | None, public_base_url: str) -> bool:

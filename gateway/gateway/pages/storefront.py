@@ -12,15 +12,17 @@ from __future__ import annotations
 import re
 import uuid
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
+from starlette.types import Scope, Send
 
 from gateway.pages.common import Obj, P, call_catalog
 from gateway.pages.rendering import NOTICE_COOKIE, STATIC, Pages
-from gateway.security import FRAMEABLE_MARKER
+from gateway.security import FRAMEABLE_MARKER, cookie_value
 from gateway.sessions import ActiveSession
+from gateway.state import GatewayState
 from gateway.upstream import Reply, UpstreamUnavailable
 from kit.logging import get_logger
 
@@ -137,16 +139,19 @@ async def packages_page(request: Request, slug: str, p: P) -> Response:
     cache = getattr(p.state, "public_cache", None)
     if active is None and cache is not None and not request.cookies.get(NOTICE_COOKIE):
         # The rendered page itself, not only the catalog's data: rendering costs far more
-        # than the lookup, and an anonymous page holds nothing per visitor.
-        key = f"html:packages:{slug}:{int(embed)}"
+        # than the lookup, and an anonymous page holds nothing per visitor. Hits are
+        # answered before the web app (answer_from_cache); this fills the cache.
+        key = packages_page_key(slug, embed)
         html = await cache.get(key)
         outcome = "hit"
         if html is None:
             outcome = "miss" if cache.active else "bypass"
             reply = await _packages(p, slug, None)
             if reply.status == 200:
-                html = p.render_for_anyone(request, PACKAGES, **_packages_context(reply, embed))
-                await cache.set(key, html)
+                page = p.render_for_anyone(request, PACKAGES, **_packages_context(reply, embed))
+                html = page.encode()
+                if len(html) <= p.settings.public_cache_max_entry_bytes:
+                    await cache.set(key, html)
         if html is not None:
             response = HTMLResponse(html, headers={"Cache-Control": "no-cache", "X-Cache": outcome})
             return frameable(response) if embed else response
@@ -158,6 +163,45 @@ async def packages_page(request: Request, slug: str, p: P) -> Response:
 
 
 PACKAGES = "storefront_packages.html"
+_PACKAGES_PATH = re.compile(r"^/b/([a-z0-9-]{1,80})$")
+
+
+def packages_page_key(slug: str, embed: bool) -> str:
+    return f"html:packages:{slug}:{int(embed)}"
+
+
+async def answer_from_cache(state: GatewayState, scope: Scope, send: Send) -> bool:
+    """Send an anonymous visitor's packages page straight from the public cache.
+
+    Skips the web app entirely (routing, dependencies, templates): at 50
+    connections that took the page from ~30% to the JSON's ~95% of a bare
+    hello-world. Anyone with a session or a notice cookie, and every miss, goes
+    on to :func:`packages_page`, which renders and fills the cache.
+    """
+    match = _PACKAGES_PATH.match(scope["path"])
+    if scope["method"] != "GET" or match is None or not _valid_slug(match.group(1)):
+        return False
+    cookies = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"cookie"), "")
+    if cookies and (
+        cookie_value(cookies, state.settings.session_cookie) or cookie_value(cookies, NOTICE_COOKIE)
+    ):
+        return False
+    query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+    embed = query.get("embed") == "1"
+    html = state.public_cache.lookup(packages_page_key(match.group(1), embed))
+    if html is None:
+        return False
+    headers = [
+        (b"content-type", b"text/html; charset=utf-8"),
+        (b"content-length", str(len(html)).encode()),
+        (b"cache-control", b"no-cache"),
+        (b"x-cache", b"hit"),
+    ]
+    if embed:
+        headers.append((FRAMEABLE_MARKER, b"1"))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": html})
+    return True
 
 
 def _packages_context(reply: Reply, embed: bool) -> dict[str, Any]:
