@@ -1,9 +1,10 @@
 """``make run``: the whole system on one machine, under one supervisor.
 
 Checks RabbitMQ, migrates every service's SQLite database under ``var/``,
-seeds a demo coach, then starts the SMTP sink, every api and worker and the
-gateway with honcho. Ctrl-C stops everything. Every setting can be
-overridden with the environment variables listed in the README.
+seeds a demo coach (and, once running, a few demo offerings), then starts
+the SMTP sink, every api and worker and the gateway with honcho. Ctrl-C stops
+everything. Every setting can be overridden with the environment variables
+listed in the README.
 """
 
 from __future__ import annotations
@@ -63,10 +64,15 @@ def _announce_when_ready(url: str) -> None:
                     break
         except OSError:
             time.sleep(1)
+    from devtools.demo_catalog import ensure_demo_catalog
+
+    storefront = ensure_demo_catalog(url, DEMO_EMAIL, DEMO_PASSWORD)
+    shop = f"    Storefront  {url}{storefront}\n" if storefront else ""
     _say(
         "\n  Clientele is running.\n"
         f"    Open        {url}\n"
         f"    Demo login  {DEMO_EMAIL} / {DEMO_PASSWORD}\n"
+        f"{shop}"
         f"    Email sent  {url}/dev/mail\n"
         "    Ctrl-C stops everything.\n"
     )
