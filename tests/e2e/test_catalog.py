@@ -15,6 +15,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from devtools.demo_catalog import DEMO_OFFERINGS, ensure_demo_catalog
 from tests.e2e.conftest import unique_ip
 from tests.e2e.test_gateway import PASSWORD, csrf_from, signup, unique_email
 from tests.support.stack import MailSink, SystemStack
@@ -704,3 +705,22 @@ def test_pages_survive_the_catalog_being_down(system: SystemStack, http: httpx.C
             assert "Log out" in home.text
         finally:
             system.restart("catalog-api")
+
+
+def test_make_run_demo_catalog_is_created_once_through_the_api(
+    system: SystemStack, http: httpx.Client
+) -> None:
+    coach = new_coach(http, f"Demo {uuid.uuid4().hex[:4]}")
+    path = ensure_demo_catalog(system.gateway_url, coach.email, PASSWORD)
+    assert path == f"/b/{coach.slug}"
+    assert ensure_demo_catalog(system.gateway_url, coach.email, PASSWORD) == path
+    offerings = http.get(f"{coach.base}/offerings", headers=coach.headers).json()["items"]
+    assert sorted(o["name"] for o in offerings) == sorted(o["name"] for o in DEMO_OFFERINGS)
+    assert all(o["status"] == "published" for o in offerings)
+    [programs] = http.get(f"{coach.base}/collections", headers=coach.headers).json()["items"]
+    assert programs["in_app"] and programs["established_only"]
+    page = eventually(
+        lambda: (r := http.get(path)).status_code == 200 and "Monthly coaching" in r.text,
+        what="the demo storefront lists the offerings",
+    )
+    assert page
