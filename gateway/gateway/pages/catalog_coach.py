@@ -17,11 +17,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from gateway.pages.coach import CoachPage, coach_page
-from gateway.pages.common import Obj, P, call_catalog
+from gateway.pages.common import Obj, P, body_of, call_catalog, expired_form, read_form_lists
 from gateway.pages.money import to_major, to_minor
 from gateway.pages.rendering import Pages
 from gateway.pages.storefront import offering_card, storefront_context
-from gateway.upstream import Reply, UpstreamUnavailable
+from gateway.upstream import Reply
 
 router = APIRouter(include_in_schema=False)
 
@@ -43,24 +43,6 @@ ERROR_FIELDS = {
 # -- shared ---------------------------------------------------------------------------------------
 
 
-def _must(reply: Reply) -> Any:
-    if not reply.ok:
-        raise UpstreamUnavailable(f"catalog answered {reply.status}")
-    return reply.body
-
-
-async def _forbidden_form(p: Pages, request: Request, form: dict[str, str]) -> Response | None:
-    if p.csrf_ok(request, form.get("csrf_token")):
-        return None
-    return await p.render(
-        request,
-        "error.html",
-        status=403,
-        title="Please try again",
-        message="This form expired. Go back, reload the page and try again.",
-    )
-
-
 async def _not_found(p: Pages, request: Request, what: str) -> Response:
     return await p.render(
         request,
@@ -69,14 +51,6 @@ async def _not_found(p: Pages, request: Request, what: str) -> Response:
         title="Not found",
         message=f"There is no such {what} in this business.",
     )
-
-
-async def _form(request: Request) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """A posted form: single values, and every value of repeated fields."""
-    raw = await request.form()
-    single = {k: v for k, v in raw.items() if isinstance(v, str)}
-    multi = {k: [v for v in raw.getlist(k) if isinstance(v, str)] for k in raw}
-    return single, multi
 
 
 def _uuids(values: list[str]) -> list[str]:
@@ -126,12 +100,12 @@ def _errors(reply: Reply, known: set[str]) -> tuple[dict[str, str], str | None]:
 
 async def _groups(p: Pages, page: CoachPage) -> list[Obj]:
     reply = await call_catalog(p, "GET", f"{page.base}/groups", token=page.token)
-    return [Obj(g) for g in _must(reply).get("items", [])]
+    return [Obj(g) for g in body_of(reply).get("items", [])]
 
 
 async def _offerings(p: Pages, page: CoachPage) -> list[dict[str, Any]]:
     reply = await call_catalog(p, "GET", f"{page.base}/offerings", token=page.token)
-    items: list[dict[str, Any]] = _must(reply).get("items", [])
+    items: list[dict[str, Any]] = body_of(reply).get("items", [])
     return items
 
 
@@ -289,7 +263,7 @@ async def _editor(
         reply = await call_catalog(
             p, "GET", f"{page.base}/offerings/{offering['id']}/versions", token=page.token
         )
-        versions = [Obj(v) for v in _must(reply).get("items", [])]
+        versions = [Obj(v) for v in body_of(reply).get("items", [])]
         versions.sort(key=lambda v: -int(v["version"]))
     if form is None:
         form = _offering_form(offering) if offering else dict(NEW_OFFERING)
@@ -314,7 +288,7 @@ async def _get_offering(p: Pages, page: CoachPage, offering_id: uuid.UUID) -> di
     reply = await call_catalog(p, "GET", f"{page.base}/offerings/{offering_id}", token=page.token)
     if reply.status in (404, 422):
         return None
-    result: dict[str, Any] = _must(reply)
+    result: dict[str, Any] = body_of(reply)
     return result
 
 
@@ -331,8 +305,8 @@ async def create_offering(request: Request, business_id: uuid.UUID, p: P) -> Res
     page = await coach_page(p, request, business_id)
     if isinstance(page, Response):
         return page
-    form, multi = await _form(request)
-    if stop := await _forbidden_form(p, request, form):
+    form, multi = await read_form_lists(request)
+    if stop := await expired_form(p, request, form):
         return stop
     values = {**form, "group_ids": multi.get("group_ids", [])}
     body, local = offering_body(form, multi)
@@ -344,7 +318,7 @@ async def create_offering(request: Request, business_id: uuid.UUID, p: P) -> Res
     if reply.ok:
         return p.redirect(f"{page.base}/offerings/{reply.body['id']}", notice="offering_saved")
     if reply.status >= 500:
-        _must(reply)
+        body_of(reply)
     errors, general = _errors(reply, OFFERING_FIELDS)
     return await _editor(
         p, request, page, None, status=reply.status, form=values, errors=errors, error=general
@@ -371,8 +345,8 @@ async def update_offering(
     page = await coach_page(p, request, business_id)
     if isinstance(page, Response):
         return page
-    form, multi = await _form(request)
-    if stop := await _forbidden_form(p, request, form):
+    form, multi = await read_form_lists(request)
+    if stop := await expired_form(p, request, form):
         return stop
     offering = await _get_offering(p, page, offering_id)
     if offering is None:
@@ -390,7 +364,7 @@ async def update_offering(
     if reply.status == 404:
         return await _not_found(p, request, "offering")
     if reply.status >= 500:
-        _must(reply)
+        body_of(reply)
     errors, general = _errors(reply, OFFERING_FIELDS)
     return await _editor(
         p, request, page, offering, status=reply.status, form=values, errors=errors, error=general
@@ -404,8 +378,8 @@ async def offering_action(
     page = await coach_page(p, request, business_id)
     if isinstance(page, Response):
         return page
-    form, _ = await _form(request)
-    if stop := await _forbidden_form(p, request, form):
+    form, _ = await read_form_lists(request)
+    if stop := await expired_form(p, request, form):
         return stop
     if action not in ("publish", "archive"):
         return await _not_found(p, request, "page")
@@ -453,7 +427,7 @@ async def offering_version(
     )
     if reply.status in (404, 422):
         return await _not_found(p, request, "version")
-    version = _must(reply)
+    version = body_of(reply)
     return await p.render(
         request,
         "catalog_offering_version.html",
@@ -478,7 +452,7 @@ async def collections_list(request: Request, business_id: uuid.UUID, p: P) -> Re
         request,
         "catalog_collections.html",
         business=page.business,
-        collections=[Obj(c) for c in _must(reply).get("items", [])],
+        collections=[Obj(c) for c in body_of(reply).get("items", [])],
     )
 
 
@@ -567,7 +541,7 @@ async def _get_collection(
     )
     if reply.status in (404, 422):
         return None
-    result: dict[str, Any] = _must(reply)
+    result: dict[str, Any] = body_of(reply)
     return result
 
 
@@ -584,8 +558,8 @@ async def create_collection(request: Request, business_id: uuid.UUID, p: P) -> R
     page = await coach_page(p, request, business_id)
     if isinstance(page, Response):
         return page
-    form, multi = await _form(request)
-    if stop := await _forbidden_form(p, request, form):
+    form, multi = await read_form_lists(request)
+    if stop := await expired_form(p, request, form):
         return stop
     body = collection_body(form, multi)
     reply = await call_catalog(
@@ -594,7 +568,7 @@ async def create_collection(request: Request, business_id: uuid.UUID, p: P) -> R
     if reply.ok:
         return p.redirect(f"{page.base}/collections/{reply.body['id']}", notice="collection_saved")
     if reply.status >= 500:
-        _must(reply)
+        body_of(reply)
     errors, general = _errors(reply, COLLECTION_FIELDS)
     return await _collection_editor(
         p,
@@ -628,8 +602,8 @@ async def update_collection(
     page = await coach_page(p, request, business_id)
     if isinstance(page, Response):
         return page
-    form, multi = await _form(request)
-    if stop := await _forbidden_form(p, request, form):
+    form, multi = await read_form_lists(request)
+    if stop := await expired_form(p, request, form):
         return stop
     body = collection_body(form, multi)
     reply = await call_catalog(
@@ -640,7 +614,7 @@ async def update_collection(
     if reply.status == 404:
         return await _not_found(p, request, "collection")
     if reply.status >= 500:
-        _must(reply)
+        body_of(reply)
     collection = await _get_collection(p, page, collection_id)
     errors, general = _errors(reply, COLLECTION_FIELDS)
     return await _collection_editor(
@@ -662,15 +636,15 @@ async def delete_collection(
     page = await coach_page(p, request, business_id)
     if isinstance(page, Response):
         return page
-    form, _ = await _form(request)
-    if stop := await _forbidden_form(p, request, form):
+    form, _ = await read_form_lists(request)
+    if stop := await expired_form(p, request, form):
         return stop
     reply = await call_catalog(
         p, "DELETE", f"{page.base}/collections/{collection_id}", token=page.token
     )
     if reply.status == 404:
         return await _not_found(p, request, "collection")
-    _must(reply)
+    body_of(reply)
     return p.redirect(f"{page.base}/collections", notice="collection_deleted")
 
 
@@ -750,7 +724,7 @@ async def _discounts_page(
     offerings = await _offerings(p, page)
     names = {str(o["id"]): o["name"] for o in offerings}
     codes = []
-    for code in _must(reply).get("items", []):
+    for code in body_of(reply).get("items", []):
         applies = [names.get(str(o), "a removed offering") for o in code.get("offering_ids") or []]
         codes.append(Obj(code, amount_label=code["label"], applies_to=applies))
     context.setdefault("form", {"discount_kind": "percent", "currency": "USD"})
@@ -778,8 +752,8 @@ async def create_discount(request: Request, business_id: uuid.UUID, p: P) -> Res
     page = await coach_page(p, request, business_id)
     if isinstance(page, Response):
         return page
-    form, multi = await _form(request)
-    if stop := await _forbidden_form(p, request, form):
+    form, multi = await read_form_lists(request)
+    if stop := await expired_form(p, request, form):
         return stop
     values = {**form, "offering_ids": multi.get("offering_ids", [])}
     body, local = discount_body(form, multi)
@@ -791,7 +765,7 @@ async def create_discount(request: Request, business_id: uuid.UUID, p: P) -> Res
     if reply.ok:
         return p.redirect(f"{page.base}/discount-codes", notice="discount_created")
     if reply.status >= 500:
-        _must(reply)
+        body_of(reply)
     errors, general = _errors(reply, DISCOUNT_FIELDS)
     if reply.status == 409 and "code" not in errors:
         errors["code"] = reply.detail or "This code already exists."
@@ -808,13 +782,13 @@ async def delete_discount(
     page = await coach_page(p, request, business_id)
     if isinstance(page, Response):
         return page
-    form, _ = await _form(request)
-    if stop := await _forbidden_form(p, request, form):
+    form, _ = await read_form_lists(request)
+    if stop := await expired_form(p, request, form):
         return stop
     reply = await call_catalog(
         p, "DELETE", f"{page.base}/discount-codes/{code_id}", token=page.token
     )
     if reply.status == 404:
         return await _not_found(p, request, "discount code")
-    _must(reply)
+    body_of(reply)
     return p.redirect(f"{page.base}/discount-codes", notice="discount_deleted")

@@ -15,13 +15,15 @@ from fastapi.responses import Response
 from gateway.pages.common import (
     Obj,
     P,
+    body_of,
     call_clients,
     call_notifications,
+    expired_form,
     read_form,
 )
 from gateway.pages.rendering import Pages
 from gateway.sessions import ActiveSession
-from gateway.upstream import Reply, UpstreamUnavailable
+from gateway.upstream import Reply
 from kit.validation import safe_next_path
 
 router = APIRouter(include_in_schema=False)
@@ -81,24 +83,6 @@ def _uuid(value: str | None) -> str | None:
         return None
 
 
-def _must(reply: Reply) -> Any:
-    if not reply.ok:
-        raise UpstreamUnavailable(f"a service answered {reply.status}")
-    return reply.body
-
-
-async def _csrf_failed(p: Pages, request: Request, form: dict[str, str]) -> Response | None:
-    if p.csrf_ok(request, form.get("csrf_token")):
-        return None
-    return await p.render(
-        request,
-        "error.html",
-        status=403,
-        title="Please try again",
-        message="This form expired. Go back, reload the page and try again.",
-    )
-
-
 def _back(page: CoachPage, form: dict[str, str], default: str) -> str:
     """Where a form goes afterwards: its own ``next`` if it stays inside this business."""
     wanted = safe_next_path(form.get("next"))
@@ -129,10 +113,10 @@ async def clients_list(request: Request, business_id: uuid.UUID, p: P) -> Respon
         params["q"] = q[:200]
     if group:
         params["group_id"] = group
-    clients = _must(
+    clients = body_of(
         await call_clients(p, "GET", f"{page.base}/clients", token=page.token, params=params)
     )
-    groups = _must(await call_clients(p, "GET", f"{page.base}/groups", token=page.token))
+    groups = body_of(await call_clients(p, "GET", f"{page.base}/groups", token=page.token))
     return await p.render(
         request,
         "clients_list.html",
@@ -165,8 +149,8 @@ async def client_profile(
             title="Not found",
             message="There is no such client in this business.",
         )
-    client = _must(reply)
-    groups = _must(await call_clients(p, "GET", f"{page.base}/groups", token=page.token))
+    client = body_of(reply)
+    groups = body_of(await call_clients(p, "GET", f"{page.base}/groups", token=page.token))
     return await p.render(
         request,
         "client_profile.html",
@@ -185,7 +169,7 @@ async def client_action(
     if isinstance(page, Response):
         return page
     form = await read_form(request)
-    if stop := await _csrf_failed(p, request, form):
+    if stop := await expired_form(p, request, form):
         return stop
     if action not in ("archive", "restore"):
         return await p.render(
@@ -208,7 +192,9 @@ async def invite_page(request: Request, business_id: uuid.UUID, p: P) -> Respons
     page = await coach_page(p, request, business_id)
     if isinstance(page, Response):
         return page
-    quota = _must(await call_clients(p, "GET", f"{page.base}/invitations/quota", token=page.token))
+    quota = body_of(
+        await call_clients(p, "GET", f"{page.base}/invitations/quota", token=page.token)
+    )
     return await p.render(
         request,
         "invite.html",
@@ -268,7 +254,7 @@ async def invite(request: Request, business_id: uuid.UUID, p: P) -> Response:
             remaining_today=remaining,
             **context,
         )
-    _must(reply)
+    body_of(reply)
     return Response(status_code=500)
 
 
@@ -282,7 +268,7 @@ async def invitations_list(request: Request, business_id: uuid.UUID, p: P) -> Re
     params = {"limit": str(PAGE_SIZE), "offset": str(offset)}
     if status:
         params["status"] = status
-    listing = _must(
+    listing = body_of(
         await call_clients(p, "GET", f"{page.base}/invitations", token=page.token, params=params)
     )
     return await p.render(
@@ -305,7 +291,7 @@ async def invitation_action(
     if isinstance(page, Response):
         return page
     form = await read_form(request)
-    if stop := await _csrf_failed(p, request, form):
+    if stop := await expired_form(p, request, form):
         return stop
     if action not in ("resend", "revoke"):
         return await p.render(
@@ -336,7 +322,7 @@ async def _form_lists(request: Request) -> tuple[dict[str, str], list[str]]:
 async def _groups_page(
     p: Pages, request: Request, page: CoachPage, *, status: int = 200, **context: Any
 ) -> Response:
-    groups = _must(await call_clients(p, "GET", f"{page.base}/groups", token=page.token))
+    groups = body_of(await call_clients(p, "GET", f"{page.base}/groups", token=page.token))
     return await p.render(
         request,
         "groups_list.html",
@@ -361,7 +347,7 @@ async def create_group(request: Request, business_id: uuid.UUID, p: P) -> Respon
     if isinstance(page, Response):
         return page
     form = await read_form(request)
-    if stop := await _csrf_failed(p, request, form):
+    if stop := await expired_form(p, request, form):
         return stop
     reply = await call_clients(
         p, "POST", f"{page.base}/groups", token=page.token, json_body={"name": form.get("name", "")}
@@ -392,8 +378,8 @@ async def _group_page(
             title="Not found",
             message="There is no such group in this business.",
         )
-    group = _must(reply)
-    clients = _must(
+    group = body_of(reply)
+    clients = body_of(
         await call_clients(
             p,
             "GET",
@@ -433,7 +419,7 @@ async def rename_group(
     if isinstance(page, Response):
         return page
     form = await read_form(request)
-    if stop := await _csrf_failed(p, request, form):
+    if stop := await expired_form(p, request, form):
         return stop
     reply = await call_clients(
         p,
@@ -463,7 +449,7 @@ async def delete_group(
     if isinstance(page, Response):
         return page
     form = await read_form(request)
-    if stop := await _csrf_failed(p, request, form):
+    if stop := await expired_form(p, request, form):
         return stop
     await call_clients(p, "DELETE", f"{page.base}/groups/{group_id}", token=page.token)
     return p.redirect(f"{page.base}/groups", notice="group_deleted")
@@ -476,7 +462,7 @@ async def _change_members(
     if isinstance(page, Response):
         return page
     form, client_ids = await _form_lists(request)
-    if stop := await _csrf_failed(p, request, form):
+    if stop := await expired_form(p, request, form):
         return stop
     group = _uuid(group_id or form.get("group_id"))
     back = _back(page, form, f"{page.base}/groups/{group}" if group else f"{page.base}/groups")
@@ -547,7 +533,7 @@ async def _campaign_form(
     form: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
 ) -> Response:
-    groups = _must(await call_clients(p, "GET", f"{page.base}/groups", token=page.token))
+    groups = body_of(await call_clients(p, "GET", f"{page.base}/groups", token=page.token))
     if form is None and campaign is not None:
         audience = campaign["audience"]
         form = {
@@ -578,7 +564,7 @@ async def campaigns_list(request: Request, business_id: uuid.UUID, p: P) -> Resp
     if isinstance(page, Response):
         return page
     offset = _offset(request)
-    listing = _must(
+    listing = body_of(
         await call_notifications(
             p,
             "GET",
@@ -612,7 +598,7 @@ async def create_campaign(request: Request, business_id: uuid.UUID, p: P) -> Res
     if isinstance(page, Response):
         return page
     form = await read_form(request)
-    if stop := await _csrf_failed(p, request, form):
+    if stop := await expired_form(p, request, form):
         return stop
     reply = await call_notifications(
         p, "POST", f"{page.base}/campaigns", token=page.token, json_body=_campaign_body(form)
@@ -630,7 +616,7 @@ async def _campaign(p: Pages, page: CoachPage, campaign_id: uuid.UUID) -> dict[s
     )
     if reply.status == 404:
         return None
-    result: dict[str, Any] = _must(reply)
+    result: dict[str, Any] = body_of(reply)
     return result
 
 
@@ -654,7 +640,7 @@ async def campaign_detail(
     campaign = await _campaign(p, page, campaign_id)
     if campaign is None:
         return await _not_found(p, request)
-    preview = _must(
+    preview = body_of(
         await call_notifications(
             p, "GET", f"{page.base}/campaigns/{campaign_id}/preview", token=page.token
         )
@@ -697,7 +683,7 @@ async def update_campaign(
     if isinstance(page, Response):
         return page
     form = await read_form(request)
-    if stop := await _csrf_failed(p, request, form):
+    if stop := await expired_form(p, request, form):
         return stop
     reply = await call_notifications(
         p,
@@ -724,7 +710,7 @@ async def campaign_action(
     if isinstance(page, Response):
         return page
     form = await read_form(request)
-    if stop := await _csrf_failed(p, request, form):
+    if stop := await expired_form(p, request, form):
         return stop
     target = f"{page.base}/campaigns/{campaign_id}"
     if action == "send":
@@ -752,7 +738,7 @@ async def business_emails(request: Request, business_id: uuid.UUID, p: P) -> Res
     params = {"limit": str(PAGE_SIZE), "offset": str(offset)}
     if status:
         params["status"] = status
-    reply = _must(
+    reply = body_of(
         await call_notifications(p, "GET", f"{page.base}/emails", token=page.token, params=params)
     )
     return await p.render(

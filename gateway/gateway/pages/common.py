@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from gateway.pages.rendering import Pages
 from gateway.security import client_address, new_csrf_token
-from gateway.upstream import Reply
+from gateway.upstream import Reply, UpstreamUnavailable
 from kit.errors import TooManyRequests, Unauthorized
 from kit.logging import get_logger
 
@@ -36,6 +36,33 @@ class FormData(dict[str, str]):
 async def read_form(request: Request) -> FormData:
     form = await request.form()
     return FormData({k: v for k, v in form.items() if isinstance(v, str)})
+
+
+async def read_form_lists(request: Request) -> tuple[FormData, dict[str, list[str]]]:
+    """A posted form's single values, and every value of each (repeatable) field."""
+    raw = await request.form()
+    single = FormData({k: v for k, v in raw.items() if isinstance(v, str)})
+    return single, {k: [v for v in raw.getlist(k) if isinstance(v, str)] for k in raw}
+
+
+def body_of(reply: Reply) -> Any:
+    """The body of a successful reply; any other answer shows the "try again shortly" page."""
+    if not reply.ok:
+        raise UpstreamUnavailable(f"a service answered {reply.status}")
+    return reply.body
+
+
+async def expired_form(p: Pages, request: Request, form: dict[str, str]) -> Response | None:
+    """The page to show when a form's CSRF token does not match, else None."""
+    if p.csrf_ok(request, form.get("csrf_token")):
+        return None
+    return await p.render(
+        request,
+        "error.html",
+        status=403,
+        title="Please try again",
+        message="This form expired. Go back, reload the page and try again.",
+    )
 
 
 def public_fields(form: FormData) -> dict[str, str]:
