@@ -9,11 +9,12 @@ XTS, and no withdrawn ones such as DEM). Minor units also come from CLDR
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal
 from typing import Any
 
 from babel.core import get_global
-from babel.numbers import format_currency, get_currency_precision, get_territory_currencies
+from babel.numbers import get_territory_currencies
+
+from kit.money import amount
 
 
 def _current_currencies() -> frozenset[str]:
@@ -34,17 +35,6 @@ def normalize_currency(value: str) -> str:
     if code not in CURRENCIES:
         raise ValueError("not a known ISO 4217 currency code")
     return code
-
-
-def exponent(currency: str) -> int:
-    """Decimal places of the currency's minor unit (USD 2, JPY 0, KWD 3)."""
-    return int(get_currency_precision(currency))
-
-
-def amount(minor: int, currency: str, locale: str = "en_US") -> str:
-    """``12000, "USD"`` -> ``"$120.00"``."""
-    value = Decimal(minor).scaleb(-exponent(currency))
-    return str(format_currency(value, currency, locale=locale, currency_digits=True))
 
 
 _ADVERB = {"week": "weekly", "month": "monthly", "year": "yearly"}

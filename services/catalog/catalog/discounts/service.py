@@ -16,11 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from catalog.discounts import schemas
 from catalog.discounts.repository import DiscountRepository
 from catalog.models import DiscountCode
-from catalog.money import amount
 from catalog.offerings.repository import OfferingRepository
 from catalog.refusals import discount_refused
 from kit.db import utcnow
 from kit.errors import Conflict, FieldError, InvalidInput, NotFound
+from kit.money import amount
 
 DISCOUNT_UNKNOWN = "discount_unknown"
 DISCOUNT_EXPIRED = "discount_expired"
