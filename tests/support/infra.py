@@ -192,6 +192,7 @@ SERVICE_DIRS = {
     "clients": "services/clients",
     "notifications": "services/notifications",
     "catalog": "services/catalog",
+    "payments": "services/payments",
 }
 
 

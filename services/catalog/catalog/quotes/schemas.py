@@ -22,9 +22,13 @@ class QuoteOut(BaseModel):
     offering, one installment of a payment plan."""
 
     offering_id: uuid.UUID
+    business_id: uuid.UUID
+    business_name: str | None = None
     version_id: uuid.UUID
     version: int
     name: str
+    kind: str
+    details: dict[str, Any]
     billing: dict[str, Any]
     currency: str
     price_minor: int

@@ -66,11 +66,16 @@ class QuoteService:
             discount = schemas.DiscountOut(
                 code=code.code, amount_off_minor=amount_off(code, version.price_minor)
             )
+        known = (await self.eligibility.repo.businesses([business_id])).get(business_id)
         return schemas.QuoteOut(
             offering_id=offering.id,
+            business_id=business_id,
+            business_name=None if known is None else known.name,
             version_id=version.id,
             version=version.version,
             name=version.name,
+            kind=version.kind,
+            details=dict(version.details),
             billing=dict(version.billing),
             currency=version.currency,
             price_minor=version.price_minor,

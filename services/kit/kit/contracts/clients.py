@@ -22,10 +22,15 @@ class AccountRegisteredV1(Event):
     # Single-use token that verifies the email address; emailed in the welcome.
     verification_token: str | None = None
     verification_expires_at: datetime | None = None
-    # How the account came to be: "coach_signup" today; purchases and invitations later.
+    # How the account came to be: "coach_signup", "invitation" or "purchase".
     origin: str = "coach_signup"
-    # The business created with the account, when there is one (for the welcome email).
+    # The business created with the account (coach_signup), or the one the buyer
+    # bought from (purchase), when there is one (for the email it calls for).
     business_name: str | None = None
+    # origin "purchase" only: the account has no password yet. This single-use token
+    # lets its owner set one (the claim-your-account email links to it).
+    claim_token: str | None = None
+    claim_expires_at: datetime | None = None
 
 
 class BusinessCreatedV1(Event):

@@ -1,0 +1,1 @@
+"""The payments service: orders, Stripe, webhooks and reconciliation."""

@@ -1,0 +1,144 @@
+"""Every query about orders, customers, cards and payments."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import Table, func, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from kit.db import insert_ignoring_conflicts
+from payments.models import ONE_TIME, OPEN_STATUSES, Card, Customer, Order, Payment
+
+
+class OrderRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    @property
+    def dialect(self) -> str:
+        return str(self.session.get_bind().dialect.name)
+
+    async def claim(self, row: Order | Customer) -> bool:
+        """Insert ``row``; False when a unique key says it exists already (the other
+        writer's row is visible once it committed: read it again)."""
+        try:
+            async with self.session.begin_nested():
+                self.session.add(row)
+                await self.session.flush()
+        except IntegrityError:
+            return False
+        return True
+
+    # -- orders ---------------------------------------------------------------------
+
+    async def by_key(self, business_id: uuid.UUID, key: str) -> Order | None:
+        query = select(Order).where(Order.business_id == business_id, Order.idempotency_key == key)
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def get(self, order_id: uuid.UUID) -> Order | None:
+        return await self.session.get(Order, order_id)
+
+    async def lock(self, order_id: uuid.UUID) -> Order | None:
+        """The order, its row locked until the transaction ends (fresh from the database).
+
+        Every path that changes an order's payment state takes this lock first, so
+        pay, refresh, webhooks and reconciliation never interleave on one order.
+        """
+        query = (
+            select(Order)
+            .where(Order.id == order_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def lock_by_payment_intent(self, payment_intent_id: str) -> Order | None:
+        query = (
+            select(Order)
+            .where(Order.stripe_payment_intent_id == payment_intent_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def page(
+        self, business_id: uuid.UUID, limit: int, offset: int
+    ) -> tuple[Sequence[Order], int]:
+        base = select(Order).where(Order.business_id == business_id)
+        total = (
+            await self.session.execute(select(func.count()).select_from(base.subquery()))
+        ).scalar_one()
+        rows = await self.session.execute(
+            base.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit).offset(offset)
+        )
+        return rows.scalars().all(), int(total)
+
+    async def stale_open_payments(self, started_before: datetime, limit: int) -> list[uuid.UUID]:
+        query = (
+            select(Order.id)
+            .where(
+                Order.status.in_(OPEN_STATUSES),
+                Order.stripe_payment_intent_id.is_not(None),
+                Order.payment_started_at <= started_before,
+            )
+            .order_by(Order.payment_started_at)
+            .limit(limit)
+        )
+        return list((await self.session.execute(query)).scalars())
+
+    # -- customers and cards ------------------------------------------------------------
+
+    async def customer(self, business_id: uuid.UUID, email: str) -> Customer | None:
+        query = select(Customer).where(Customer.business_id == business_id, Customer.email == email)
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def customer_by_id(self, customer_id: uuid.UUID) -> Customer | None:
+        return await self.session.get(Customer, customer_id)
+
+    async def cards_of(self, customer_id: uuid.UUID) -> Sequence[Card]:
+        query = (
+            select(Card)
+            .where(Card.customer_id == customer_id)
+            .order_by(Card.created_at.desc(), Card.id)
+        )
+        return (await self.session.execute(query)).scalars().all()
+
+    async def card(self, card_id: uuid.UUID) -> Card | None:
+        return await self.session.get(Card, card_id)
+
+    async def card_by_payment_method(self, payment_method_id: str) -> Card | None:
+        query = select(Card).where(Card.stripe_payment_method_id == payment_method_id)
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def save_card(self, values: dict[str, Any]) -> None:
+        table = cast(Table, Card.__table__)
+        statement = insert_ignoring_conflicts(self.dialect, table, ["stripe_payment_method_id"])
+        await self.session.execute(statement.values(id=uuid.uuid4(), **values))
+
+    # -- payments ---------------------------------------------------------------------
+
+    async def record_payment(self, values: dict[str, Any]) -> bool:
+        """Insert the one-time payment of an order; False if the order already has it."""
+        table = cast(Table, Payment.__table__)
+        if self.dialect == "postgresql":
+            statement: Any = postgresql.insert(table)
+        else:
+            statement = sqlite.insert(table)
+        statement = (
+            statement.values(id=uuid.uuid4(), kind=ONE_TIME, **values)
+            .on_conflict_do_nothing(
+                index_elements=["order_id"], index_where=text("kind = 'one_time'")
+            )
+            .returning(table.c.id)
+        )
+        return (await self.session.execute(statement)).first() is not None
+
+    async def has_payment(self, order_id: uuid.UUID) -> bool:
+        query = select(func.count()).select_from(Payment).where(Payment.order_id == order_id)
+        return int((await self.session.execute(query)).scalar_one()) > 0

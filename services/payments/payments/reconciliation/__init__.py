@@ -1,0 +1,1 @@
+"""Reconciliation: open orders whose PaymentIntent is old are re-read from Stripe."""

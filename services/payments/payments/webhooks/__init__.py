@@ -1,0 +1,1 @@
+"""Stripe webhooks: intake (verify, store, answer) and processing (the worker)."""
