@@ -22,6 +22,8 @@ class ClientsSettings(ServiceSettings):
     magic_link_ttl_minutes: int = 15
     password_reset_ttl_minutes: int = 60
     email_verification_ttl_hours: int = 48
+    # An account made by a purchase has no password: the emailed link that sets one.
+    account_claim_ttl_days: int = 7
 
     # Invitations: how long a link works, and how many invitation emails a
     # business may send per UTC day (a request that would exceed it is refused).

@@ -14,6 +14,7 @@ from clients.groups import endpoints as groups
 from clients.identity import endpoints as identity
 from clients.identity.signing import TokenSigner, load_private_key
 from clients.invitations import endpoints as invitations
+from clients.purchases import endpoints as purchases
 from kit.auth import TokenVerifier
 from kit.http import create_app
 from kit.logging import configure_logging
@@ -50,6 +51,12 @@ def build_app(settings: ClientsSettings | None = None) -> FastAPI:
         await context.close()
 
     app = create_app(title="Clientele clients service", lifespan=lifespan)
-    for router in (identity.router, book.router, groups.router, invitations.router):
+    for router in (
+        identity.router,
+        book.router,
+        groups.router,
+        invitations.router,
+        purchases.router,
+    ):
         app.include_router(router, prefix=API_PREFIX)
     return app

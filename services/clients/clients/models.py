@@ -10,7 +10,17 @@ from __future__ import annotations
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint, Uuid
+from sqlalchemy import (
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from kit.db import UTCDateTime, new_metadata, utcnow
@@ -76,7 +86,8 @@ class LoginSession(Base):
 
 
 class OneTimeToken(Base):
-    """Magic links, password resets and email verifications: hashed, expiring, single use."""
+    """Magic links, password resets, email verifications and account claims (an account a
+    purchase made gets its password from one): hashed, expiring, single use."""
 
     __tablename__ = "one_time_tokens"
 
@@ -192,3 +203,65 @@ class TimelineEntry(Base):
     __table_args__ = (
         Index("ix_timeline_entries_client_id_occurred_at", "client_id", "occurred_at"),
     )
+
+
+# -- purchases (the effects of payments.order_paid.v1) -----------------------------------
+
+
+class PurchaseApplied(Base):
+    """An order whose effects were applied: the primary key makes it once per order."""
+
+    __tablename__ = "purchases_applied"
+
+    order_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    business_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("businesses.id"))
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), index=True)
+    client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clients.id"))
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    offering_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    kind: Mapped[str] = mapped_column(String(20))
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Credit(Base):
+    """Sessions bought with an engagement offering, used one at a time until they expire."""
+
+    __tablename__ = "credits"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    business_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("businesses.id"))
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clients.id"))
+    order_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
+    offering_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    offering_name: Mapped[str] = mapped_column(String(200))
+    total: Mapped[int] = mapped_column(Integer)
+    remaining: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None: never
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        CheckConstraint("remaining >= 0 AND remaining <= total", name="remaining"),
+        Index("ix_credits_account_id_business_id", "account_id", "business_id"),
+    )
+
+
+class Entitlement(Base):
+    """Access bought to a course, worksheet, agreement, package or appointment."""
+
+    __tablename__ = "entitlements"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    business_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("businesses.id"))
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clients.id"))
+    order_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
+    offering_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    offering_version_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    kind: Mapped[str] = mapped_column(String(20))
+    offering_name: Mapped[str] = mapped_column(String(200))
+    # active (refunds and cancellations come later: revoked)
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_entitlements_account_id_business_id", "account_id", "business_id"),)

@@ -1,7 +1,7 @@
 """The clients worker process: ``python -m clients.worker``.
 
-Relays the outbox and runs housekeeping. (Event handlers arrive with the
-client book, which reacts to purchases and bookings.)
+Relays the outbox, consumes the events the client book reacts to (paid
+orders: see ``clients.handlers``) and runs housekeeping.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from clients import models
 from clients.config import ClientsSettings
+from clients.handlers import build_consumer
 from clients.identity.repository import IdentityRepository
 from kit.db import utcnow
 from kit.logging import configure_logging
@@ -32,7 +33,7 @@ def build_worker(settings: ClientsSettings | None = None) -> Worker:
         async with context.sessionmaker() as session, session.begin():
             return await IdentityRepository(session).purge_expired(utcnow() - timedelta(days=1))
 
-    worker = Worker(context, relay=relay)
+    worker = Worker(context, consumer=build_consumer(context, settings), relay=relay)
     worker.standard_jobs()
     worker.jobs.append(PeriodicJob("purge_expired_tokens", purge_expired_tokens, 3600))
     return worker

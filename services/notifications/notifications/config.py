@@ -38,6 +38,9 @@ class NotificationsSettings(ServiceSettings):
     # died is replaced after this long (its claimed, unsent emails are then sent by another).
     sender_lease_seconds: float = Field(120, gt=0)
 
+    # How receipts write amounts and dates ("$120.00", "March 1, 2026").
+    price_locale: str = "en_US"
+
     @field_validator("mail_from")
     @classmethod
     def _one_address(cls, value: str) -> str:

@@ -20,6 +20,7 @@ from kit.contracts.clients import (
     MagicLinkRequestedV1,
     PasswordResetRequestedV1,
 )
+from kit.contracts.payments import OrderPaidV1
 from kit.messaging import Consumer
 from kit.runtime import ServiceContext
 from notifications import models
@@ -52,8 +53,11 @@ def build_consumer(context: ServiceContext, settings: NotificationsSettings) -> 
         await emails(session).remember_business(event)
 
     @consumer.handler(AccountRegisteredV1)
-    async def queue_welcome(event: AccountRegisteredV1, session: AsyncSession) -> None:
+    async def account_registered(event: AccountRegisteredV1, session: AsyncSession) -> None:
+        # One of them at most, by origin: coach_signup gets the welcome, purchase the
+        # claim-your-account email, invitation nothing (the invitee just set a password).
         await emails(session).welcome(event)
+        await emails(session).claim_account(event)
 
     @consumer.handler(EmailVerificationRequestedV1)
     async def queue_verify_email(
@@ -107,5 +111,11 @@ def build_consumer(context: ServiceContext, settings: NotificationsSettings) -> 
     @consumer.handler(GroupMemberRemovedV1)
     async def member_removed(event: GroupMemberRemovedV1, session: AsyncSession) -> None:
         await AudienceService(session).member_removed(event)
+
+    # -- payments ---------------------------------------------------------------
+
+    @consumer.handler(OrderPaidV1)
+    async def queue_receipt(event: OrderPaidV1, session: AsyncSession) -> None:
+        await emails(session).receipt(event)
 
     return consumer

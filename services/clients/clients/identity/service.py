@@ -33,7 +33,7 @@ from kit.errors import Conflict, Gone, InvalidInput, Unauthorized
 from kit.logging import get_logger
 from kit.messaging import Outbox
 from kit.tokens import hash_token, new_token
-from kit.validation import safe_next_path
+from kit.validation import clean_text, normalize_email, safe_next_path
 
 log = get_logger(__name__)
 TokenEvent = MagicLinkRequestedV1 | PasswordResetRequestedV1 | EmailVerificationRequestedV1
@@ -41,6 +41,8 @@ TokenEvent = MagicLinkRequestedV1 | PasswordResetRequestedV1 | EmailVerification
 MAGIC_LINK = "magic_link"
 PASSWORD_RESET = "password_reset"
 EMAIL_VERIFICATION = "email_verification"
+ACCOUNT_CLAIM = "account_claim"
+CLIENT_HOME = "/home"
 
 RESERVED_SLUGS = frozenset(
     {"admin", "api", "app", "account", "dev", "login", "logout", "signup", "static", "www"}
@@ -146,6 +148,55 @@ class IdentityService:
                 business_name=business.name,
             ),
         )
+        return account
+
+    async def account_for_purchase(
+        self, account_id: uuid.UUID | None, email: str, name: str, *, business: Business
+    ) -> Account:
+        """The buyer's account: by id (a logged-in buyer), else by email; made when new.
+
+        A new account has no password and an unverified address; its owner gets a
+        single-use claim link (``clients.account_registered.v1``, origin ``purchase``)
+        to set one. One email is one account: of two concurrent purchases for a new
+        address, the unique email decides and the other finds the winner's account.
+        """
+        if account_id is not None:
+            account = await self.repo.account_by_id(account_id)
+            if account is not None:
+                return account
+        email = _normal_email(email)
+        account = await self.repo.account_by_email(email)
+        if account is not None:
+            return account
+        account = Account(
+            id=uuid.uuid4(),
+            email=email,
+            display_name=_display_name(name, email),
+            password_hash=None,
+        )
+        if not await self.repo.insert_account(account):
+            # Created meanwhile by a concurrent purchase (now committed): use that one.
+            existing = await self.repo.account_by_email(email)
+            if existing is None:
+                raise RuntimeError("account insert conflicted but no account has the email")
+            return existing
+        claim_token, claim_expiry = await self._issue_token(
+            account, ACCOUNT_CLAIM, timedelta(days=self.settings.account_claim_ttl_days)
+        )
+        await self.outbox.enqueue(
+            self.session,
+            AccountRegisteredV1(
+                business_id=business.id,
+                account_id=account.id,
+                email=account.email,
+                display_name=account.display_name,
+                origin="purchase",
+                business_name=business.name,
+                claim_token=claim_token,
+                claim_expires_at=claim_expiry,
+            ),
+        )
+        log.info("account_created_by_purchase", account_id=str(account.id))
         return account
 
     async def _create_business(self, owner: Account, name: str) -> Business:
@@ -298,24 +349,58 @@ class IdentityService:
     async def reset_password(
         self, request: schemas.PasswordResetConsume, user_agent: str | None
     ) -> schemas.AuthResult:
+        return await self.set_password_with_token(
+            request.token,
+            request.password,
+            PASSWORD_RESET,
+            "This reset link has expired or was already used. Ask for a new one.",
+            user_agent,
+        )
+
+    async def claim_account(
+        self, token: str, password: str, user_agent: str | None
+    ) -> schemas.AuthResult:
+        """The owner of an account a purchase made sets its password (and so proves the
+        address): the same path as a password reset, with its own single-use token."""
+        return await self.set_password_with_token(
+            token,
+            password,
+            ACCOUNT_CLAIM,
+            "This link has expired or was already used. Ask for a password reset link "
+            "to set your password.",
+            user_agent,
+            next_path=CLIENT_HOME,
+        )
+
+    async def set_password_with_token(
+        self,
+        token: str,
+        password: str,
+        purpose: str,
+        gone: str,
+        user_agent: str | None,
+        next_path: str | None = None,
+    ) -> schemas.AuthResult:
+        """Use up an emailed token to set the password, verify the address, end every
+        other session and start a new one (password reset and account claim)."""
         now = utcnow()
-        token_hash = hash_token(request.token)
-        pending = await self.repo.valid_token(token_hash, PASSWORD_RESET, now)
+        token_hash = hash_token(token)
+        pending = await self.repo.valid_token(token_hash, purpose, now)
         account = await self.repo.account_by_id(pending.account_id) if pending else None
         if pending is None or account is None:
-            raise Gone("This reset link has expired or was already used. Ask for a new one.")
+            raise Gone(gone)
         # Check the new password before using up the token, so a typo costs nothing.
-        problem = password_problem(request.password, email=account.email, name=account.display_name)
+        problem = password_problem(password, email=account.email, name=account.display_name)
         if problem:
             raise InvalidInput.for_field("password", f"Password {problem}.")
-        if await self.repo.consume_token(token_hash, PASSWORD_RESET, now) is None:
-            raise Gone("This reset link has expired or was already used. Ask for a new one.")
-        account.password_hash = await hash_password(request.password)
+        if await self.repo.consume_token(token_hash, purpose, now) is None:
+            raise Gone(gone)
+        account.password_hash = await hash_password(password)
         account.email_verified_at = account.email_verified_at or now
-        await self.repo.consume_all_tokens(account.id, PASSWORD_RESET, now)
+        await self.repo.consume_all_tokens(account.id, purpose, now)
         await self.repo.revoke_sessions_of(account.id, now)
-        log.info("password_reset", account_id=str(account.id))
-        return await self.start_session(account, user_agent)
+        log.info("password_set_with_token", purpose=purpose, account_id=str(account.id))
+        return await self.start_session(account, user_agent, next_path=next_path)
 
     async def verify_email(self, token: str) -> schemas.AccountOut:
         account, _ = await self._consume(
@@ -347,6 +432,20 @@ class IdentityService:
             for b, role in await self.repo.businesses_of(account_id)
         ]
         return schemas.Me(account=account_out(account), businesses=businesses)
+
+
+def _normal_email(email: str) -> str:
+    try:
+        return normalize_email(email)
+    except ValueError:
+        return email.strip().lower()
+
+
+def _display_name(name: str, email: str) -> str:
+    try:
+        return clean_text(name)[:200]
+    except ValueError:
+        return email.split("@", 1)[0][:200] or "Client"
 
 
 def account_out(account: Account) -> schemas.AccountOut:

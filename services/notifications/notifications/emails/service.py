@@ -25,11 +25,13 @@ from kit.contracts.clients import (
     MagicLinkRequestedV1,
     PasswordResetRequestedV1,
 )
+from kit.contracts.payments import OrderPaidV1
 from kit.db import utcnow
 from kit.logging import get_logger
+from kit.money import amount
 from kit.validation import normalize_email, safe_next_path
 from notifications.config import NotificationsSettings
-from notifications.emails import schemas
+from notifications.emails import money, schemas
 from notifications.emails.rendering import (
     EmailRenderer,
     describe_days,
@@ -47,6 +49,8 @@ MAGIC_LINK = "magic_link"
 PASSWORD_RESET = "password_reset"
 INVITATION = "invitation"
 CLIENT_ADDED = "client_added"
+CLAIM_ACCOUNT = "claim_account"
+RECEIPT = "receipt"
 
 # Fixed forever: changing it would change every email id and break deduplication.
 EMAIL_ID_NAMESPACE = uuid.UUID("5c6d3f0e-7f0a-4a59-9d8e-2f3b1c7e4a10")
@@ -114,6 +118,24 @@ class EmailService:
         }
         await self.queue(event, WELCOME, event.email, context, event.business_id)
 
+    async def claim_account(self, event: AccountRegisteredV1) -> None:
+        """A purchase made the account (no password yet): the link that sets one."""
+        if event.origin != "purchase":
+            return
+        if not event.claim_token:
+            log.error("account_registered_purchase_without_claim_token")
+            return
+        business_name = await self._business_name(event.business_name, event.business_id)
+        context = {
+            "name": _name(event.display_name),
+            "business_name": business_name or "your coach",
+            "claim_url": self._link("/claim", token=event.claim_token),
+            "expires_in": describe_days(
+                (event.claim_expires_at or event.occurred_at) - event.occurred_at
+            ),
+        }
+        await self.queue(event, CLAIM_ACCOUNT, event.email, context, event.business_id)
+
     async def verify_email(self, event: EmailVerificationRequestedV1) -> None:
         context = {
             "name": _name(event.display_name),
@@ -163,6 +185,48 @@ class EmailService:
         }
         await self.queue(event, CLIENT_ADDED, event.email, context, event.business_id)
 
+    # -- payments ---------------------------------------------------------------
+
+    async def receipt(self, event: OrderPaidV1) -> None:
+        """One receipt per order: its id comes from the order, so a second event for the
+        same order (not only a redelivery of this one) finds the row already there."""
+        locale = self.settings.price_locale
+        discount = event.discount_minor if event.discount_minor > 0 else 0
+        business_name = await self._business_name(event.business_name, event.business_id)
+        total = (
+            "Free"
+            if event.amount_minor <= 0
+            else amount(event.amount_minor, event.currency, locale)
+        )
+        context = {
+            "name": _name(event.buyer_name),
+            "business_name": business_name or "your coach",
+            "offering_name": one_line(event.offering_name) or "Your purchase",
+            "subtotal": amount(event.amount_minor + discount, event.currency, locale)
+            if event.amount_minor + discount > 0
+            else "Free",
+            "discount": amount(discount, event.currency, locale) if discount else None,
+            "discount_code": one_line(event.discount_code, 64) if event.discount_code else None,
+            "total": total,
+            "billing_label": money.billing_label(event.billing),
+            "paid_on": money.day(event.paid_at, locale),
+            "order_id": str(event.order_id),
+            "home_url": self._link("/home"),
+        }
+        await self.queue(
+            event, RECEIPT, event.buyer_email, context, event.business_id, key=event.order_id
+        )
+
+    async def _business_name(self, named: str | None, business_id: uuid.UUID | None) -> str | None:
+        """The name the event gives, else the one the read model of businesses knows."""
+        if named and one_line(named):
+            return one_line(named)
+        if business_id is not None:
+            business = await self.repo.business_by_id(business_id)
+            if business is not None:
+                return business.name
+        return None
+
     # -- queueing ---------------------------------------------------------------
 
     async def queue(
@@ -172,8 +236,13 @@ class EmailService:
         recipient: str,
         context: dict[str, Any],
         business_id: uuid.UUID | None,
+        key: uuid.UUID | None = None,
     ) -> bool:
-        """Render and store the email for the sender. False when it was already queued."""
+        """Render and store the email for the sender. False when it was already queued.
+
+        The email's id derives from ``key`` (default: the event's id), the template
+        and the recipient, so the same key never queues a second email.
+        """
         rendered = self.renderer.render(template, context)
         now = utcnow()
         status, last_error = QUEUED, None
@@ -183,7 +252,7 @@ class EmailService:
             # Kept (as failed) rather than dropped, so the log shows what happened.
             address = one_line(recipient, 320)
             status, last_error = FAILED, f"invalid recipient address: {exc}"[:500]
-        row_id = email_id(event.id, template, address)
+        row_id = email_id(key or event.id, template, address)
         inserted = await self.repo.insert_if_absent(
             {
                 "id": row_id,

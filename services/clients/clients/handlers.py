@@ -1,0 +1,51 @@
+"""The events the clients service reacts to: purchases, for now.
+
+Each handler runs in the consumer's transaction (with the inbox row that makes
+a redelivered event a no-op); what it changes and the events it publishes are
+committed together.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from clients import models
+from clients.config import ClientsSettings
+from clients.identity.service import IdentityService
+from clients.identity.signing import TokenSigner, load_private_key
+from clients.purchases.service import PurchaseService
+from kit.contracts.payments import OrderPaidV1
+from kit.messaging import Consumer, Outbox
+from kit.runtime import ServiceContext
+
+SERVICE = "clients"
+
+
+def build_consumer(context: ServiceContext, settings: ClientsSettings) -> Consumer:
+    consumer = Consumer(
+        SERVICE,
+        sessionmaker=context.sessionmaker,
+        engine=context.engine,
+        inbox=models.inbox,
+        broker=context.broker,
+        delivery_limit=settings.delivery_limit,
+        prefetch=settings.consumer_prefetch,
+        batch_size=settings.consumer_batch_size,
+    )
+    outbox = Outbox(models.outbox)
+    # Identity needs a signer for sessions; handlers never start one, but it is cheap.
+    signer = TokenSigner(
+        load_private_key(settings.jwt_private_key, settings.secret_key),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        ttl_seconds=settings.access_token_ttl_seconds,
+    )
+
+    def purchases(session: AsyncSession) -> PurchaseService:
+        return PurchaseService(session, IdentityService(session, settings, signer, outbox))
+
+    @consumer.handler(OrderPaidV1)
+    async def apply_order(event: OrderPaidV1, session: AsyncSession) -> None:
+        await purchases(session).order_paid(event)
+
+    return consumer

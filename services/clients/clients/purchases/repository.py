@@ -1,0 +1,51 @@
+"""Every query of the purchases domain."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from clients.models import Business, Credit, Entitlement, PurchaseApplied
+from kit.db import insert_ignoring_conflicts
+
+
+class PurchaseRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def claim_order(self, row: dict[str, object]) -> bool:
+        """Record that an order's effects are being applied. False when they already were
+        (also when a concurrent delivery of the same order got there first)."""
+        statement = insert_ignoring_conflicts(
+            str(self.session.get_bind().dialect.name),
+            PurchaseApplied.__table__,  # type: ignore[arg-type]
+            ["order_id"],
+        ).returning(PurchaseApplied.__table__.c.order_id)
+        result = await self.session.execute(statement, [row])
+        return result.first() is not None
+
+    async def add_credit(self, row: dict[str, object]) -> None:
+        await self.session.execute(insert(Credit), [row])
+
+    async def add_entitlement(self, row: dict[str, object]) -> None:
+        await self.session.execute(insert(Entitlement), [row])
+
+    async def credits_of(self, account_id: uuid.UUID) -> list[tuple[Credit, Business]]:
+        result = await self.session.execute(
+            select(Credit, Business)
+            .join(Business, Business.id == Credit.business_id)
+            .where(Credit.account_id == account_id)
+            .order_by(Credit.created_at.desc(), Credit.id)
+        )
+        return [(c, b) for c, b in result.all()]
+
+    async def entitlements_of(self, account_id: uuid.UUID) -> list[tuple[Entitlement, Business]]:
+        result = await self.session.execute(
+            select(Entitlement, Business)
+            .join(Business, Business.id == Entitlement.business_id)
+            .where(Entitlement.account_id == account_id)
+            .order_by(Entitlement.created_at.desc(), Entitlement.id)
+        )
+        return [(e, b) for e, b in result.all()]
