@@ -2,7 +2,8 @@
 
 Checks RabbitMQ, migrates every service's SQLite database under ``var/``,
 seeds a demo coach (and, once running, a few demo offerings), then starts
-the SMTP sink, every api and worker and the gateway with honcho. Ctrl-C stops
+the SMTP sink, localstripe (the offline Stripe, unless PAYMENTS_STRIPE_API_KEY
+is set), every api and worker and the gateway with honcho. Ctrl-C stops
 everything. Every setting can be overridden with the environment variables
 listed in the README.
 """
@@ -22,7 +23,15 @@ from pathlib import Path
 import aio_pika
 from honcho.manager import Manager
 
-from devtools.processes import ROOT, SERVICES, Ports, system_environment, system_processes
+from devtools.processes import (
+    ROOT,
+    SERVICES,
+    Ports,
+    local_stripe_url,
+    register_stripe_webhook,
+    system_environment,
+    system_processes,
+)
 from kit.migrations import upgrade
 
 DEMO_EMAIL = "demo@example.com"
@@ -38,6 +47,8 @@ def _ports() -> Ports:
         catalog=int(env.get("CATALOG_PORT", 8103)),
         smtp=int(env.get("MAILSINK_SMTP_PORT", 1025)),
         mail_http=int(env.get("MAILSINK_HTTP_PORT", 8025)),
+        payments=int(env.get("PAYMENTS_PORT", 8104)),
+        localstripe=int(env.get("LOCALSTRIPE_PORT", 8420)),
     )
 
 
@@ -56,23 +67,46 @@ def _say(text: str) -> None:
     sys.stdout.flush()
 
 
-def _announce_when_ready(url: str) -> None:
-    for _ in range(120):
+def _wait_for(url: str, attempts: int = 120) -> bool:
+    for _ in range(attempts):
         try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:  # noqa: S310
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310
                 if response.status == 200:
-                    break
+                    return True
         except OSError:
             time.sleep(1)
+    return False
+
+
+def _register_webhook_when_ready(ports: Ports, secret: str) -> None:
+    """localstripe forgets its webhooks when it restarts: register ours once it answers."""
+    base = local_stripe_url(ports)
+    if not _wait_for(f"{base}/js.stripe.com/v3/"):
+        _say(f"localstripe did not start at {base}; paid checkout will not work")
+        return
+    try:
+        register_stripe_webhook(base, f"http://127.0.0.1:{ports.gateway}", secret)
+    except OSError as exc:
+        _say(f"could not register the Stripe webhook with localstripe: {exc}")
+
+
+def _announce_when_ready(url: str, stripe: str | None) -> None:
+    _wait_for(f"{url}/readyz")
     from devtools.demo_catalog import ensure_demo_catalog
 
     storefront = ensure_demo_catalog(url, DEMO_EMAIL, DEMO_PASSWORD)
     shop = f"    Storefront  {url}{storefront}\n" if storefront else ""
+    cards = (
+        f"    Stripe      offline (localstripe at {stripe}); test card 4242 4242 4242 4242\n"
+        if stripe
+        else ""
+    )
     _say(
         "\n  Clientele is running.\n"
         f"    Open        {url}\n"
         f"    Demo login  {DEMO_EMAIL} / {DEMO_PASSWORD}\n"
         f"{shop}"
+        f"{cards}"
         f"    Email sent  {url}/dev/mail\n"
         "    Ctrl-C stops everything.\n"
     )
@@ -84,7 +118,12 @@ def main() -> int:
     var_dir = Path(os.environ.get("CLIENTELE_VAR_DIR", ROOT / "var")).resolve()
     var_dir.mkdir(parents=True, exist_ok=True)
     amqp_url = os.environ.get("AMQP_URL", "amqp://guest:guest@localhost:5672/")
-    env = {**system_environment(ports, var_dir=var_dir, amqp_url=amqp_url), **os.environ}
+    # A real Stripe key set in the environment: use it; otherwise the offline double.
+    local_stripe = not os.environ.get("PAYMENTS_STRIPE_API_KEY")
+    defaults = system_environment(
+        ports, var_dir=var_dir, amqp_url=amqp_url, local_stripe=local_stripe
+    )
+    env = {**defaults, **os.environ}
     env.setdefault("LOG_FORMAT", "console")
     os.environ.update(env)
 
@@ -111,10 +150,16 @@ def main() -> int:
         _say(f"created the demo coach {DEMO_EMAIL}")
 
     manager = Manager()
-    for spec in system_processes(ports):
+    for spec in system_processes(ports, local_stripe=local_stripe):
         manager.add_process(spec.name, shlex.join(spec.argv), env=env, cwd=str(ROOT))
     public = env["PUBLIC_BASE_URL"].rstrip("/")
-    threading.Thread(target=_announce_when_ready, args=(public,), daemon=True).start()
+    stripe = local_stripe_url(ports) if local_stripe else None
+    if local_stripe:
+        secret = env["PAYMENTS_STRIPE_WEBHOOK_SECRET"]
+        threading.Thread(
+            target=_register_webhook_when_ready, args=(ports, secret), daemon=True
+        ).start()
+    threading.Thread(target=_announce_when_ready, args=(public, stripe), daemon=True).start()
     manager.loop()
     return int(manager.returncode or 0)
 

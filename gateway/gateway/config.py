@@ -16,9 +16,16 @@ class GatewaySettings(ServiceSettings):
     clients_url: str = "http://127.0.0.1:8101"
     notifications_url: str = "http://127.0.0.1:8102"
     catalog_url: str = "http://127.0.0.1:8103"
+    payments_url: str = "http://127.0.0.1:8104"
     upstream_timeout_seconds: float = 15.0
     upstream_pool_size: int = 200
     max_body_bytes: int = 1_048_576
+    # Stripe's webhook posts (one event each; Stripe's own events stay far below this).
+    webhook_max_body_bytes: int = 262_144
+
+    # Stripe.js for the card form on checkout pages; its origin is allowed by those
+    # pages' Content-Security-Policy only. `make run` points it at localstripe's mock.
+    stripe_js_url: str = "https://js.stripe.com/v3/"
 
     # Cookies are Secure unless told otherwise when the public URL is https.
     cookie_secure: bool | None = None
@@ -33,6 +40,7 @@ class GatewaySettings(ServiceSettings):
     rate_limit_login: str = "10/minute"
     rate_limit_magic_link: str = "5/15minutes"
     rate_limit_password_reset: str = "5/15minutes"
+    rate_limit_checkout: str = "30/10minutes"
 
     # Anonymous public catalog reads (see gateway.cache): seconds an answer may be
     # kept at most (a safety net; catalog events clear it), 0 disables the cache.
@@ -55,4 +63,5 @@ class GatewaySettings(ServiceSettings):
             "clients": self.clients_url.rstrip("/"),
             "notifications": self.notifications_url.rstrip("/"),
             "catalog": self.catalog_url.rstrip("/"),
+            "payments": self.payments_url.rstrip("/"),
         }

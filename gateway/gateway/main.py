@@ -16,9 +16,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.config import GatewaySettings
-from gateway.pages import catalog_coach, coach, public, storefront, views
+from gateway.pages import catalog_coach, checkout, coach, public, storefront, views
 from gateway.pages.rendering import STATIC, Pages
-from gateway.proxy import ApiProxy
+from gateway.proxy import STRIPE_WEBHOOK_PATH, ApiProxy
 from gateway.security import SecurityHeadersMiddleware
 from gateway.state import GatewayState
 from gateway.upstream import UpstreamUnavailable
@@ -56,7 +56,14 @@ def _web_app(state: GatewayState) -> FastAPI:
 
     app.state.readiness_checks = {"clients": clients_healthy}
     app.include_router(health_router())
-    routers = (views.router, coach.router, catalog_coach.router, public.router, storefront.router)
+    routers = (
+        views.router,
+        coach.router,
+        catalog_coach.router,
+        public.router,
+        storefront.router,
+        checkout.router,
+    )
     for router in routers:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -96,6 +103,8 @@ def build_app(settings: GatewaySettings | None = None) -> ASGIApp:
     async def dispatch(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/api/"):
             await proxy(scope, receive, send)
+        elif scope["type"] == "http" and scope["path"] == STRIPE_WEBHOOK_PATH:
+            await proxy.stripe_webhook(scope, receive, send)
         elif not (
             scope["type"] == "http"
             and scope["path"].startswith("/b/")
@@ -103,5 +112,7 @@ def build_app(settings: GatewaySettings | None = None) -> ASGIApp:
         ):
             await web(scope, receive, send)
 
-    app = SecurityHeadersMiddleware(dispatch, hsts=settings.secure_cookies)
+    app = SecurityHeadersMiddleware(
+        dispatch, hsts=settings.secure_cookies, stripe_js_url=settings.stripe_js_url
+    )
     return RequestContextMiddleware(app)

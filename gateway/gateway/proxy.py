@@ -42,13 +42,22 @@ RATE_LIMITED = {
     ("POST", "/api/v1/clients/magic-links/consume"): "login",
     ("POST", "/api/v1/clients/password-resets"): "password_reset",
     ("POST", "/api/v1/clients/password-resets/consume"): "password_reset",
+    ("POST", "/api/v1/payments/orders"): "checkout",
 }
+STRIPE_WEBHOOK_PATH = "/webhooks/stripe"
+STRIPE_WEBHOOK_UPSTREAM = "/api/v1/payments/webhooks/stripe"
+# The only request headers a webhook carries on: what the signature check needs.
+_WEBHOOK_HEADERS = frozenset({b"content-type", b"stripe-signature", b"user-agent"})
 # Upstream response headers the gateway sets itself.
 _REPLACED_IN_RESPONSE = HOP_BY_HOP | {b"server", b"date", b"x-request-id"}
 
 
 class PayloadTooLarge(ServiceError):
     status, slug, title = 413, "payload-too-large", "Request body too large"
+
+
+class MethodNotAllowed(ServiceError):
+    status, slug, title = 405, "method-not-allowed", "Method not allowed"
 
 
 class BadGateway(ServiceError):
@@ -91,6 +100,60 @@ class ApiProxy:
                 exc.status, exc.slug, exc.title, exc.detail, errors=exc.errors, headers=exc.headers
             )
             await response(scope, receive, send)
+
+    async def stripe_webhook(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``POST /webhooks/stripe``: Stripe's events, to payments, byte for byte.
+
+        The signature covers the raw body, so nothing here parses or re-encodes
+        it. No session, no CSRF, no token: the signature is the authority, and
+        payments checks it (an empty secret refuses everything).
+        """
+        try:
+            try:
+                await self._forward_webhook(scope, receive, send)
+            except UpstreamUnavailable as exc:
+                raise BadGateway("The payments service is unavailable.") from exc
+        except ServiceError as exc:
+            response = problem_response(
+                exc.status, exc.slug, exc.title, exc.detail, errors=exc.errors, headers=exc.headers
+            )
+            await response(scope, receive, send)
+
+    async def _forward_webhook(self, scope: Scope, receive: Receive, send: Send) -> None:
+        settings = self.state.settings
+        if scope["method"] != "POST":
+            raise MethodNotAllowed("Stripe webhooks are POSTs.", headers={"Allow": "POST"})
+        outgoing: dict[str, str] = {}
+        for raw_name, raw_value in scope["headers"]:
+            name = raw_name.lower()
+            if name in _WEBHOOK_HEADERS:
+                outgoing[name.decode("latin-1")] = raw_value.decode("latin-1")
+        body = await read_body(receive, settings.webhook_max_body_bytes)
+        request_id = current_ids().get("request_id")
+        if request_id:
+            outgoing["x-request-id"] = request_id
+        outgoing["x-forwarded-for"] = client_address(scope, settings.trusted_proxy_count)
+        outgoing["x-forwarded-proto"] = scope.get("scheme", "http")
+        url = f"{self.state.upstreams.bases['payments']}{STRIPE_WEBHOOK_UPSTREAM}"
+        try:
+            async with self.state.upstreams.session.post(
+                url, headers=outgoing, data=body, allow_redirects=False
+            ) as upstream:
+                payload = await upstream.read()
+                content_type = upstream.headers.get("content-type", "application/json")
+                status = upstream.status
+        except TimeoutError as exc:
+            log.warning("upstream_timeout", service="payments")
+            raise GatewayTimeout("The payments service did not answer in time.") from exc
+        except aiohttp.ClientError as exc:
+            log.warning("upstream_unavailable", service="payments", error=str(exc))
+            raise BadGateway("The payments service is unavailable.") from exc
+        headers = [
+            (b"content-type", content_type.encode("latin-1")),
+            (b"content-length", str(len(payload)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
 
     async def _forward(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = self.state

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 import time
+from urllib.parse import urlsplit
 
 from limits import RateLimitItem, parse
 from limits.aio.strategies import MovingWindowRateLimiter
@@ -55,12 +57,40 @@ FRAMEABLE_MARKER = b"x-clientele-frameable"
 FRAMEABLE_PREFIX = "/b/"
 EMBED_CSP = DEFAULT_CSP.replace("frame-ancestors 'none'", "frame-ancestors *")
 
+# Checkout pages load Stripe.js, which frames its card fields and talks to Stripe's API.
+# Only a checkout page response that carries this marker gets a policy allowing the
+# configured Stripe.js origin; every other page keeps the default; the marker never leaves.
+STRIPE_MARKER = b"x-clientele-stripe"
+CHECKOUT_PATH = re.compile(r"^/b/[a-z0-9-]{1,80}/offerings/[0-9a-fA-F-]{32,36}/checkout$")
+REAL_STRIPE_JS_ORIGIN = "https://js.stripe.com"
+
+
+def checkout_csp(stripe_js_url: str) -> str:
+    """The default policy plus Stripe.js: script, frames and API calls of its origin.
+
+    Real Stripe.js frames from js.stripe.com and hooks.stripe.com (3-D Secure) and
+    calls api.stripe.com; a double (localstripe) serves and answers from one origin.
+    """
+    parts = urlsplit(stripe_js_url)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    if origin == REAL_STRIPE_JS_ORIGIN:
+        scripts = f"{origin} https://*.js.stripe.com"
+        frames = f"{origin} https://*.js.stripe.com https://hooks.stripe.com"
+        connect = "https://api.stripe.com"
+    else:
+        scripts = frames = connect = origin
+    return DEFAULT_CSP.replace("script-src 'self'", f"script-src 'self' {scripts}").replace(
+        "object-src 'none'",
+        f"frame-src {frames}; connect-src 'self' {connect}; object-src 'none'",
+    )
+
 
 class SecurityHeadersMiddleware:
     """Adds the security headers to every response that did not choose its own."""
 
-    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
+    def __init__(self, app: ASGIApp, *, hsts: bool, stripe_js_url: str = "") -> None:
         self.app = app
+        self.checkout_csp = checkout_csp(stripe_js_url).encode() if stripe_js_url else None
         self.headers: list[tuple[bytes, bytes]] = [
             (b"x-content-type-options", b"nosniff"),
             (b"x-frame-options", b"DENY"),
@@ -91,6 +121,13 @@ class SecurityHeadersMiddleware:
                         ]
                         headers.append((b"content-security-policy", EMBED_CSP.encode()))
                         present = {name.lower() for name, _ in headers} | {b"x-frame-options"}
+                if STRIPE_MARKER in present:
+                    headers = [h for h in headers if h[0].lower() != STRIPE_MARKER]
+                    if self.checkout_csp is not None and checkout_page(scope):
+                        headers = [h for h in headers if h[0].lower() != b"content-security-policy"]
+                        headers.append((b"content-security-policy", self.checkout_csp))
+                        present.add(b"content-security-policy")
+                    present.discard(STRIPE_MARKER)
                 headers.extend(h for h in self.headers if h[0] not in present)
                 if b"content-security-policy" not in present:
                     headers.append((b"content-security-policy", DEFAULT_CSP.encode()))
@@ -104,6 +141,11 @@ def frameable(scope: Scope) -> bool:
     """Only storefront pages (never the API, never another page) may opt into framing."""
     path = str(scope.get("path", ""))
     return path.startswith(FRAMEABLE_PREFIX) and not path.startswith("/api/")
+
+
+def checkout_page(scope: Scope) -> bool:
+    """Only the checkout page of an offering may load Stripe.js."""
+    return bool(CHECKOUT_PATH.match(str(scope.get("path", ""))))
 
 
 def new_csrf_token() -> str:
@@ -138,7 +180,8 @@ def client_address(scope: Scope, trusted_proxy_count: int) -> str:
 
 
 class RateLimits:
-    """Named buckets (signup, login, magic_link, password_reset), each per IP and per email."""
+    """Named buckets (signup, login, magic_link, password_reset, checkout), each per IP
+    and per email."""
 
     def __init__(self, settings: GatewaySettings) -> None:
         self.storage = storage_from_string(f"async+{settings.rate_limit_storage}")
@@ -148,6 +191,7 @@ class RateLimits:
             "login": parse(settings.rate_limit_login),
             "magic_link": parse(settings.rate_limit_magic_link),
             "password_reset": parse(settings.rate_limit_password_reset),
+            "checkout": parse(settings.rate_limit_checkout),
         }
 
     async def hit(self, bucket: str, ip: str, email: str | None = None) -> None:

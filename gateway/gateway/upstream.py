@@ -82,9 +82,10 @@ class Upstreams:
         json_body: Any = None,
         token: str | None = None,
         params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Reply:
         """A JSON call to a service on behalf of a page."""
-        headers = {"Accept": "application/json"}
+        headers = {**(headers or {}), "Accept": "application/json"}
         request_id = current_ids().get("request_id")
         if request_id:
             headers["X-Request-ID"] = request_id

@@ -39,7 +39,7 @@ BODIES = web.AppKey("bodies", list[bytes])
 
 async def echo(request: web.Request) -> web.Response:
     request.app[SEEN].append({k.lower(): v for k, v in request.headers.items()})
-    if request.headers.get("x-custom"):
+    if request.headers.get("x-custom") or request.path.endswith("/webhooks/stripe"):
         request.app[BODIES].append(await request.read())
     return web.json_response(
         {"path": request.path_qs}, headers={"Server": "echo/1", "X-Request-ID": "from-upstream"}
@@ -61,6 +61,8 @@ async def rig() -> AsyncIterator[Rig]:
         dev_mode=True,
         port=port,
         clients_url=f"http://127.0.0.1:{upstream_port}",
+        payments_url=f"http://127.0.0.1:{upstream_port}",
+        webhook_max_body_bytes=2000,
         notifications_url=f"http://127.0.0.1:{free_port()}",  # nothing listens there
         max_body_bytes=1000,
         log_format="console",
@@ -144,3 +146,35 @@ async def test_a_malformed_authorization_header_is_refused_at_the_gateway(rig: R
         garbage = await client.get("/api/v1/clients/x", headers={"Authorization": "Bearer x.y.z"})
     assert basic.status_code == garbage.status_code == 401
     assert rig.seen == []
+
+
+async def test_stripe_webhooks_reach_payments_byte_for_byte_and_nothing_else(rig: Rig) -> None:
+    body = b'{\n  "id": "evt_1",\n  "type": "payment_intent.succeeded"  }\n'
+    async with httpx.AsyncClient(base_url=rig.gateway) as client:
+        response = await client.post(
+            "/webhooks/stripe",
+            content=body,
+            headers={
+                "Content-Type": "application/json; charset=utf-8",
+                "Stripe-Signature": "t=1,v1=abc",
+                "Cookie": "clientele_session=someone; clientele_csrf=x",
+                "Authorization": "Bearer not-checked-here",
+                "X-Clientele-Account-Id": "someone-else",
+                "Origin": "https://evil.example",
+            },
+        )
+        assert response.status_code == 200  # no CSRF, no session, no token needed
+        assert response.json() == {"path": "/api/v1/payments/webhooks/stripe"}
+        [sent] = [h for h in rig.seen if h.get("stripe-signature")]
+        assert rig.bodies == [body], "the signed bytes, untouched"
+        assert sent["stripe-signature"] == "t=1,v1=abc"
+        assert sent["content-type"] == "application/json; charset=utf-8"
+        for name in ("cookie", "authorization", "x-clientele-account-id", "origin"):
+            assert name not in sent, name
+
+        too_big = await client.post("/webhooks/stripe", content=b"x" * 2001)
+        assert too_big.status_code == 413
+        assert len(rig.bodies) == 1
+        wrong = await client.get("/webhooks/stripe")
+        assert wrong.status_code == 405
+        assert (await client.post("/webhooks/stripe/more", content=b"{}")).status_code == 404

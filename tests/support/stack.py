@@ -2,7 +2,9 @@
 
 Uses the same process definitions as ``make run`` (devtools.processes), with
 PostgreSQL databases of its own, a broker namespace of its own and free
-ports, so several stacks and other tests can share one machine.
+ports, so several stacks and other tests can share one machine. Stripe is
+localstripe, started as one of the processes, with the gateway's
+``/webhooks/stripe`` registered under a webhook secret of this stack.
 """
 
 from __future__ import annotations
@@ -19,7 +21,16 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from devtools.processes import SERVICES, Ports, ProcessSpec, system_environment, system_processes
+from devtools.processes import (
+    SERVICES,
+    Ports,
+    ProcessSpec,
+    local_stripe_url,
+    register_stripe_webhook,
+    stripe_environment,
+    system_environment,
+    system_processes,
+)
 from tests.support import infra
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,6 +74,14 @@ class SystemStack:
     def url_of(self, service: str) -> str:
         return f"http://127.0.0.1:{getattr(self.ports, service)}"
 
+    @property
+    def stripe_url(self) -> str:
+        return local_stripe_url(self.ports)
+
+    @property
+    def webhook_secret(self) -> str:
+        return self.env["PAYMENTS_STRIPE_WEBHOOK_SECRET"]
+
     def start(self) -> SystemStack:
         env = system_environment(self.ports, var_dir=self.work_dir, amqp_url=self.amqp_url)
         env.update(
@@ -75,6 +94,7 @@ class SystemStack:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        env.update(stripe_environment(self.ports, "whsec_" + infra.unique_name("e2e")))
         for service in SERVICES:
             template = self.templates.template_for(service)
             name = infra.unique_name(f"e2e_{service}")
@@ -87,7 +107,12 @@ class SystemStack:
             self._spawn(spec)
         for spec in self.specs.values():
             self.wait_ready(spec.name)
+        self.register_webhook()
         return self
+
+    def register_webhook(self) -> None:
+        """(Again after restarting localstripe, which keeps webhooks in memory only.)"""
+        register_stripe_webhook(self.stripe_url, self.gateway_url, self.webhook_secret)
 
     def _spawn(self, spec: ProcessSpec) -> None:
         log = (self.work_dir / f"{spec.name}.log").open("ab")
@@ -133,6 +158,8 @@ class SystemStack:
             self.kill(name, signal.SIGTERM)
         self._spawn(self.specs[name])
         self.wait_ready(name)
+        if name == "localstripe":
+            self.register_webhook()
 
     def stop(self) -> None:
         for proc in self.procs.values():

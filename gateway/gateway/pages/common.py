@@ -19,6 +19,7 @@ log = get_logger(__name__)
 CLIENTS = "/api/v1/clients"
 NOTIFICATIONS = "/api/v1/notifications"
 CATALOG = "/api/v1/catalog"
+PAYMENTS = "/api/v1/payments"
 
 
 async def pages(request: Request) -> Pages:
@@ -142,3 +143,7 @@ async def call_notifications(p: Pages, method: str, path: str, **kwargs: Any) ->
 
 async def call_catalog(p: Pages, method: str, path: str, **kwargs: Any) -> Reply:
     return await p.state.upstreams.call("catalog", method, f"{CATALOG}{path}", **kwargs)
+
+
+async def call_payments(p: Pages, method: str, path: str, **kwargs: Any) -> Reply:
+    return await p.state.upstreams.call("payments", method, f"{PAYMENTS}{path}", **kwargs)

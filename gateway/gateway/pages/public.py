@@ -42,8 +42,39 @@ async def client_home(request: Request, p: P) -> Response:
     if not reply.ok:
         raise UpstreamUnavailable(f"clients answered {reply.status}")
     return await p.render(
-        request, "client_home.html", memberships=[Obj(m) for m in reply.body["items"]]
+        request,
+        "client_home.html",
+        memberships=[Obj(m) for m in reply.body["items"]],
+        purchases=await _purchases(p, active.access_token),
     )
+
+
+async def _purchases(p: Pages, token: str) -> list[Obj]:
+    """What the client bought, per business: credits ("3 of 5 left") and entitlements.
+
+    A clients service that cannot say (yet) only leaves the section empty.
+    """
+    try:
+        reply = await call_clients(p, "GET", "/me/purchases", token=token)
+    except UpstreamUnavailable:
+        return []
+    if not reply.ok or not isinstance(reply.body, dict):
+        return []
+    result = []
+    for business in reply.body.get("items", []):
+        credits = [
+            Obj(
+                {
+                    **c,
+                    "label": c.get("label") or f"{c.get('remaining')} of {c.get('total')} left",
+                }
+            )
+            for c in business.get("credits", [])
+        ]
+        entitlements = [Obj(e) for e in business.get("entitlements", [])]
+        if credits or entitlements:
+            result.append(Obj({**business, "credits": credits, "entitlements": entitlements}))
+    return result
 
 
 # -- invitations ---------------------------------------------------------------------------

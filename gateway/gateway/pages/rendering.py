@@ -64,6 +64,7 @@ NOTICES: dict[str, tuple[str, str]] = {
     "collection_deleted": ("success", "The collection was deleted. Its offerings are unchanged."),
     "discount_created": ("success", "The discount code was created."),
     "discount_deleted": ("success", "The discount code was deleted."),
+    "account_claimed": ("success", "Your password is set and you are logged in. Welcome!"),
 }
 
 

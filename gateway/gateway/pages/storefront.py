@@ -1,5 +1,5 @@
 """The public storefront of a business: its packages page, an offering, a collection,
-the checkout placeholder, and the embed script for coaches' own websites.
+and the embed script for coaches' own websites (checkout: gateway.pages.checkout).
 
 No account is needed: pages call the catalog's viewer API with the visitor's
 token when there is one, and the catalog decides who may see what. With
@@ -212,7 +212,7 @@ def _packages_context(reply: Reply, embed: bool) -> dict[str, Any]:
     }
 
 
-# -- one offering, checkout ---------------------------------------------------------------------
+# -- one offering ---------------------------------------------------------------------
 
 
 async def _offering(
@@ -244,24 +244,6 @@ async def offering_page(request: Request, slug: str, offering_id: uuid.UUID, p: 
         can_buy=bool(data.get("can_buy", True)),
     )
     return frameable(response) if embed else response
-
-
-@router.get("/b/{slug}/offerings/{offering_id}/checkout")
-async def checkout_page(request: Request, slug: str, offering_id: uuid.UUID, p: P) -> Response:
-    found = await _offering(p, request, slug, offering_id)
-    if isinstance(found, Response):
-        return found
-    data, active = found
-    response = await p.render(
-        request,
-        "storefront_checkout.html",
-        **storefront_context(data["business"]),
-        offering=offering_card(data["offering"]),
-        can_buy=bool(data.get("can_buy", True)),
-        buyer=active.principal if active else None,
-    )
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
 
 
 # -- collection ---------------------------------------------------------------------------------
