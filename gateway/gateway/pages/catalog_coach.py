@@ -18,10 +18,10 @@ from fastapi.responses import Response
 
 from gateway.pages.coach import CoachPage, coach_page
 from gateway.pages.common import Obj, P, body_of, call_catalog, expired_form, read_form_lists
-from gateway.pages.money import to_major, to_minor
 from gateway.pages.rendering import Pages
 from gateway.pages.storefront import offering_card, storefront_context
 from gateway.upstream import Reply
+from kit.money import to_major, to_minor
 
 router = APIRouter(include_in_schema=False)
 

@@ -27,11 +27,9 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
-from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
-from babel.numbers import format_currency
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -46,7 +44,6 @@ from gateway.pages.common import (
     public_fields,
     read_form,
 )
-from gateway.pages.money import exponent
 from gateway.pages.rendering import Pages
 from gateway.pages.storefront import (
     _must,
@@ -59,6 +56,7 @@ from gateway.security import CHECKOUT_PATH, STRIPE_MARKER, new_csrf_token
 from gateway.sessions import ActiveSession
 from gateway.upstream import Reply, UpstreamUnavailable
 from kit.logging import get_logger
+from kit.money import amount
 
 log = get_logger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -79,16 +77,13 @@ def new_idempotency_key() -> str:
 def money_label(minor: int | None, currency: str | None) -> str:
     if minor is None or not currency:
         return ""
-    places = exponent(currency)
-    return format_currency(
-        Decimal(minor).scaleb(-places), currency.upper(), locale="en_US", currency_digits=True
-    )
+    return amount(minor, currency)
 
 
 def order_view(data: dict[str, Any]) -> Obj:
     """An OrderOut as the templates read it."""
     currency = str(data.get("currency") or "")
-    amount = data.get("amount_minor")
+    amount_minor = data.get("amount_minor")
     discount = data.get("discount_minor") or 0
     return Obj(
         {
@@ -96,14 +91,14 @@ def order_view(data: dict[str, Any]) -> Obj:
             "id": str(data["id"]),
             "status": str(data.get("status") or ""),
             "offering_name": data.get("offering_name") or "",
-            "amount_label": money_label(amount, currency),
+            "amount_label": money_label(amount_minor, currency),
             "discount_label": money_label(discount, currency) if discount else "",
             "discount_code": data.get("discount_code"),
             "billing": Obj(data.get("billing") or {}),
             "buyer_email": data.get("buyer_email") or "",
             "buyer_name": data.get("buyer_name") or "",
             "failure_reason": data.get("failure_reason"),
-            "free": amount == 0,
+            "free": amount_minor == 0,
         }
     )
 
