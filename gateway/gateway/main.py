@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.config import GatewaySettings
-from gateway.pages import catalog_coach, checkout, coach, public, storefront, views
+from gateway.pages import activity, catalog_coach, checkout, coach, public, storefront, views
 from gateway.pages.rendering import STATIC, Pages
 from gateway.proxy import STRIPE_WEBHOOK_PATH, ApiProxy
 from gateway.security import SecurityHeadersMiddleware
@@ -63,6 +63,7 @@ def _web_app(state: GatewayState) -> FastAPI:
         public.router,
         storefront.router,
         checkout.router,
+        activity.router,
     )
     for router in routers:
         app.include_router(router)

@@ -65,6 +65,7 @@ NOTICES: dict[str, tuple[str, str]] = {
     "discount_created": ("success", "The discount code was created."),
     "discount_deleted": ("success", "The discount code was deleted."),
     "account_claimed": ("success", "Your password is set and you are logged in. Welcome!"),
+    "refund_issued": ("success", "The refund was issued. The buyer gets an email about it."),
 }
 
 

@@ -1,4 +1,4 @@
-"""The events the clients service reacts to: purchases, for now.
+"""The events the clients service reacts to: purchases and their refunds, for now.
 
 Each handler runs in the consumer's transaction (with the inbox row that makes
 a redelivered event a no-op); what it changes and the events it publishes are
@@ -14,7 +14,7 @@ from clients.config import ClientsSettings
 from clients.identity.service import IdentityService
 from clients.identity.signing import TokenSigner, load_private_key
 from clients.purchases.service import PurchaseService
-from kit.contracts.payments import OrderPaidV1
+from kit.contracts.payments import OrderPaidV1, OrderRefundedV1
 from kit.messaging import Consumer, Outbox
 from kit.runtime import ServiceContext
 
@@ -47,5 +47,9 @@ def build_consumer(context: ServiceContext, settings: ClientsSettings) -> Consum
     @consumer.handler(OrderPaidV1)
     async def apply_order(event: OrderPaidV1, session: AsyncSession) -> None:
         await purchases(session).order_paid(event)
+
+    @consumer.handler(OrderRefundedV1)
+    async def apply_refund(event: OrderRefundedV1, session: AsyncSession) -> None:
+        await purchases(session).order_refunded(event)
 
     return consumer

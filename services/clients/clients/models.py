@@ -195,7 +195,7 @@ class TimelineEntry(Base):
     business_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("businesses.id"))
     client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clients.id"))
     # invited | invitation_resent | accepted | added | signed_up | archived | restored |
-    # group_added | group_removed | purchased | booked ...
+    # group_added | group_removed | purchased | refunded | booked ...
     kind: Mapped[str] = mapped_column(String(40))
     summary: Mapped[str] = mapped_column(String(300))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -221,6 +221,11 @@ class PurchaseApplied(Base):
     offering_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     kind: Mapped[str] = mapped_column(String(20))
     applied_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The group place this order made (None when it made none: not a group offering, or
+    # the buyer was a member already), so a refund removes only what the order gave.
+    group_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    # When a full refund took back what the order gave (once).
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Credit(Base):
@@ -260,7 +265,7 @@ class Entitlement(Base):
     offering_version_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     kind: Mapped[str] = mapped_column(String(20))
     offering_name: Mapped[str] = mapped_column(String(200))
-    # active (refunds and cancellations come later: revoked)
+    # active | group_missing | revoked (a full refund that took access back)
     status: Mapped[str] = mapped_column(String(20), default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -20,7 +20,7 @@ from kit.contracts.clients import (
     MagicLinkRequestedV1,
     PasswordResetRequestedV1,
 )
-from kit.contracts.payments import OrderPaidV1
+from kit.contracts.payments import OrderPaidV1, OrderRefundedV1
 from kit.messaging import Consumer
 from kit.runtime import ServiceContext
 from notifications import models
@@ -117,5 +117,9 @@ def build_consumer(context: ServiceContext, settings: NotificationsSettings) -> 
     @consumer.handler(OrderPaidV1)
     async def queue_receipt(event: OrderPaidV1, session: AsyncSession) -> None:
         await emails(session).receipt(event)
+
+    @consumer.handler(OrderRefundedV1)
+    async def queue_refund_email(event: OrderRefundedV1, session: AsyncSession) -> None:
+        await emails(session).refund_issued(event)
 
     return consumer

@@ -13,9 +13,11 @@ from kit.logging import configure_logging
 from kit.messaging import Outbox
 from kit.runtime import ServiceContext
 from payments import models
+from payments.activity import endpoints as activity
 from payments.catalog_client import CatalogClient
 from payments.config import PaymentsSettings
 from payments.orders import endpoints as orders
+from payments.refunds import endpoints as refunds
 from payments.stripe_gateway.gateway import StripeGateway
 from payments.webhooks import endpoints as webhooks
 
@@ -58,6 +60,6 @@ def build_app(settings: PaymentsSettings | None = None) -> FastAPI:
             await context.close()
 
     app = create_app(title="Clientele payments service", lifespan=lifespan)
-    for router in (orders.router, webhooks.router):
+    for router in (orders.router, refunds.router, activity.router, webhooks.router):
         app.include_router(router, prefix=API_PREFIX)
     return app

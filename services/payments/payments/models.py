@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -109,6 +110,8 @@ class Order(Base):
     currency: Mapped[str] = mapped_column(String(3))
     discount_code: Mapped[str | None] = mapped_column(String(40))
     discount_minor: Mapped[int] = mapped_column(Integer, default=0)
+    # What the refunds of this order gave back so far (never more than amount_minor).
+    refunded_minor: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     status: Mapped[str] = mapped_column(String(20), default=PENDING)
     customer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("customers.id"))
     stripe_customer_id: Mapped[str | None] = mapped_column(String(255))
@@ -125,7 +128,11 @@ class Order(Base):
         UniqueConstraint("business_id", "idempotency_key"),
         CheckConstraint(f"status IN {ORDER_STATUSES!r}", name="status"),
         CheckConstraint("amount_minor >= 0 AND discount_minor >= 0", name="amounts"),
+        CheckConstraint(
+            "refunded_minor >= 0 AND refunded_minor <= amount_minor", name="refunded_minor"
+        ),
         Index("ix_orders_business_id_created_at", "business_id", "created_at"),
+        Index("ix_orders_business_id_paid_at", "business_id", "paid_at"),
         Index(
             "ix_orders_open_payments",
             "payment_started_at",
@@ -160,6 +167,36 @@ class Payment(Base):
             sqlite_where=text("kind = 'one_time'"),
         ),
         Index("ix_payments_business_id_paid_at", "business_id", "paid_at"),
+    )
+
+
+class Refund(Base):
+    """Money given back on one order: by a coach (``POST …/orders/{id}/refunds``) or in
+    Stripe's dashboard (the ``charge.refunded`` webhook). One row per refund; the order
+    row is locked while one is made, so the sum never exceeds what was paid."""
+
+    __tablename__ = "refunds"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    business_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("orders.id"))
+    amount_minor: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str | None] = mapped_column(Text)
+    revoke_access: Mapped[bool] = mapped_column(Boolean, default=False)
+    # coach (our API) | stripe (made in Stripe's dashboard, heard by webhook)
+    origin: Mapped[str] = mapped_column(String(20))
+    # The coach's Idempotency-Key, or one derived from the Stripe charge for a webhook.
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    stripe_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    created_by: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("business_id", "idempotency_key"),
+        CheckConstraint("amount_minor > 0", name="amount"),
+        Index("ix_refunds_business_id_created_at", "business_id", "created_at"),
+        Index("ix_refunds_order_id", "order_id"),
     )
 
 

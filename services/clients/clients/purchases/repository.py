@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clients.models import Business, Credit, Entitlement, PurchaseApplied
@@ -25,6 +26,36 @@ class PurchaseRepository:
         ).returning(PurchaseApplied.__table__.c.order_id)
         result = await self.session.execute(statement, [row])
         return result.first() is not None
+
+    async def applied(self, order_id: uuid.UUID) -> PurchaseApplied | None:
+        return await self.session.get(PurchaseApplied, order_id)
+
+    async def set_group(self, order_id: uuid.UUID, group_id: uuid.UUID) -> None:
+        await self.session.execute(
+            update(PurchaseApplied)
+            .where(PurchaseApplied.order_id == order_id)
+            .values(group_id=group_id)
+        )
+
+    async def claim_revoke(self, order_id: uuid.UUID, now: datetime) -> bool:
+        """Mark the order's effects revoked; False when they already were (or never applied)."""
+        result = await self.session.execute(
+            update(PurchaseApplied)
+            .where(PurchaseApplied.order_id == order_id, PurchaseApplied.revoked_at.is_(None))
+            .values(revoked_at=now)
+            .returning(PurchaseApplied.order_id)
+        )
+        return result.first() is not None
+
+    async def revoke_credits(self, order_id: uuid.UUID) -> None:
+        await self.session.execute(
+            update(Credit).where(Credit.order_id == order_id).values(remaining=0)
+        )
+
+    async def revoke_entitlements(self, order_id: uuid.UUID) -> None:
+        await self.session.execute(
+            update(Entitlement).where(Entitlement.order_id == order_id).values(status="revoked")
+        )
 
     async def add_credit(self, row: dict[str, object]) -> None:
         await self.session.execute(insert(Credit), [row])

@@ -16,6 +16,7 @@ redelivered event, this also drops a second event for the same order):
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,7 +30,7 @@ from clients.identity.service import IdentityService
 from clients.models import Business, Credit
 from clients.purchases import schemas
 from clients.purchases.repository import PurchaseRepository
-from kit.contracts.payments import OrderPaidV1
+from kit.contracts.payments import OrderPaidV1, OrderRefundedV1
 from kit.db import utcnow
 from kit.errors import NotFound
 from kit.logging import get_logger
@@ -39,6 +40,19 @@ log = get_logger(__name__)
 
 ENGAGEMENT = "engagement"
 GROUP = "group"
+
+
+class OrderNotAppliedYet(RuntimeError):
+    """A refund for an order whose effects are not applied yet: retried."""
+
+
+def refund_summary(event: OrderRefundedV1, revoking: bool) -> str:
+    text = f"Refunded {amount(event.amount_minor, event.currency)} of {event.offering_name}"
+    if not event.full:
+        text += f" ({amount(event.refunded_total_minor, event.currency)} refunded in all)"
+    if revoking:
+        text += "; access revoked"
+    return text[:300]
 
 
 class UnknownBusiness(RuntimeError):
@@ -185,9 +199,11 @@ class PurchaseService:
             group_id = None
         if group_id is not None:
             try:
-                await self.groups.add_members(
+                change = await self.groups.add_members(
                     business.id, group_id, [client_id], f"buying {event.offering_name}"
                 )
+                if change.changed:  # the order made this place (and a refund may take it)
+                    await self.repo.set_group(event.order_id, group_id)
                 return
             except NotFound:
                 pass
@@ -231,6 +247,55 @@ class PurchaseService:
                 "created_at": now,
             }
         )
+
+    # -- refunds -----------------------------------------------------------------------
+
+    async def order_refunded(self, event: OrderRefundedV1) -> bool:
+        """A ``refunded`` timeline entry; with ``revoke_access`` on a full refund, take
+        back what the order gave, once: credits left go to 0, the entitlement is
+        ``revoked``, the group place the order made is removed (through the groups
+        domain: ``clients.group_member_removed.v1``; nothing else is touched). True when
+        this call revoked."""
+        applied = await self.repo.applied(event.order_id)
+        if applied is None:
+            # Its order_paid is not applied yet (or went to the DLQ): retry, never guess.
+            raise OrderNotAppliedYet(f"order {event.order_id} is not applied")
+        if event.business_id is not None and applied.business_id != event.business_id:
+            log.error("refund_business_mismatch", order_id=str(event.order_id))
+            return False
+        now = utcnow()
+        revoking = event.revoke_access and event.full
+        revoked = revoking and await self.repo.claim_revoke(event.order_id, now)
+        await self.book.repo.add_timeline(
+            [
+                timeline_row(
+                    applied.business_id,
+                    applied.client_id,
+                    "refunded",
+                    refund_summary(event, revoking),
+                    now,
+                )
+            ]
+        )
+        if revoked:
+            await self.repo.revoke_credits(event.order_id)
+            await self.repo.revoke_entitlements(event.order_id)
+            if applied.group_id is not None:
+                # A group deleted since took the place with it (NotFound): nothing to do.
+                with contextlib.suppress(NotFound):
+                    await self.groups.remove_members(
+                        applied.business_id,
+                        applied.group_id,
+                        [applied.client_id],
+                        f"a refund of {event.offering_name}",
+                    )
+        log.info(
+            "order_refund_applied",
+            order_id=str(event.order_id),
+            refund_id=str(event.refund_id),
+            revoked=revoked,
+        )
+        return bool(revoked)
 
     # -- the buyer's view -----------------------------------------------------------
 

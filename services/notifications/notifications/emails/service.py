@@ -25,7 +25,7 @@ from kit.contracts.clients import (
     MagicLinkRequestedV1,
     PasswordResetRequestedV1,
 )
-from kit.contracts.payments import OrderPaidV1
+from kit.contracts.payments import OrderPaidV1, OrderRefundedV1
 from kit.db import utcnow
 from kit.logging import get_logger
 from kit.money import amount
@@ -51,6 +51,7 @@ INVITATION = "invitation"
 CLIENT_ADDED = "client_added"
 CLAIM_ACCOUNT = "claim_account"
 RECEIPT = "receipt"
+REFUND = "refund"
 
 # Fixed forever: changing it would change every email id and break deduplication.
 EMAIL_ID_NAMESPACE = uuid.UUID("5c6d3f0e-7f0a-4a59-9d8e-2f3b1c7e4a10")
@@ -215,6 +216,27 @@ class EmailService:
         }
         await self.queue(
             event, RECEIPT, event.buyer_email, context, event.business_id, key=event.order_id
+        )
+
+    async def refund_issued(self, event: OrderRefundedV1) -> None:
+        """One email per refund: its id comes from the refund, like a receipt's from the
+        order, so however often the event comes the buyer hears of each refund once."""
+        locale = self.settings.price_locale
+        business_name = await self._business_name(event.business_name, event.business_id)
+        context = {
+            "name": _name(event.buyer_name),
+            "business_name": business_name or "your coach",
+            "offering_name": one_line(event.offering_name) or "Your purchase",
+            "refunded": amount(event.amount_minor, event.currency, locale),
+            "refunded_total": amount(event.refunded_total_minor, event.currency, locale),
+            "full": event.full,
+            "access_revoked": event.revoke_access and event.full,
+            "refunded_on": money.day(event.refunded_at, locale),
+            "order_id": str(event.order_id),
+            "home_url": self._link("/home"),
+        }
+        await self.queue(
+            event, REFUND, event.buyer_email, context, event.business_id, key=event.refund_id
         )
 
     async def _business_name(self, named: str | None, business_id: uuid.UUID | None) -> str | None:

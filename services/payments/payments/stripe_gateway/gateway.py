@@ -62,6 +62,40 @@ class PaymentIntentInfo:
     failure_message: str | None = None
 
 
+@dataclass(frozen=True)
+class RefundInfo:
+    id: str
+    status: str  # pending | requires_action | succeeded | failed | canceled
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class ChargeRefunds:
+    """What a ``charge.refunded`` event says: the charge's PaymentIntent and how much of
+    the charge is refunded in all (Stripe's running total)."""
+
+    charge_id: str
+    payment_intent_id: str | None
+    amount: int
+    amount_refunded: int
+    currency: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def charge_refunds(charge: Any) -> ChargeRefunds:
+    charge = _plain(charge)
+    metadata = charge.get("metadata") or {}
+    return ChargeRefunds(
+        charge_id=str(charge["id"]),
+        payment_intent_id=_id_of(charge.get("payment_intent")),
+        amount=int(charge.get("amount") or 0),
+        amount_refunded=int(charge.get("amount_refunded") or 0),
+        currency=str(charge.get("currency") or ""),
+        metadata={str(k): str(v) for k, v in dict(metadata).items()},
+    )
+
+
 def _plain(value: Any) -> Any:
     """A Stripe object as plain dicts and lists (webhook payloads already are)."""
     to_dict = getattr(value, "to_dict", None)
@@ -259,6 +293,37 @@ class StripeGateway:
     async def payment_intent(self, payment_intent_id: str) -> PaymentIntentInfo:
         return payment_intent_info(
             await self._call(self.client.v1.payment_intents.retrieve_async(payment_intent_id))
+        )
+
+    # -- refunds ------------------------------------------------------------------------
+
+    async def create_refund(
+        self,
+        *,
+        payment_intent_id: str,
+        amount: int,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> RefundInfo:
+        """Refund ``amount`` of a PaymentIntent's charge. Our reason travels in metadata
+        (Stripe's own ``reason`` is an enum, and localstripe knows no such parameter)."""
+        refund = _plain(
+            await self._call(
+                self.client.v1.refunds.create_async(
+                    params={
+                        "payment_intent": payment_intent_id,
+                        "amount": amount,
+                        "metadata": metadata,
+                    },
+                    options={"idempotency_key": idempotency_key},
+                )
+            )
+        )
+        return RefundInfo(
+            id=str(refund["id"]),
+            status=str(refund.get("status") or "succeeded"),
+            amount=int(refund.get("amount") or amount),
+            currency=str(refund.get("currency") or ""),
         )
 
     # -- webhooks -----------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""The coach's activity feed: purchases, failed payments and refunds, with totals."""
