@@ -6,7 +6,7 @@ import datetime
 import sys
 from pathlib import Path
 
-from bench import event_pipeline, gateway_hop, packages_page
+from bench import event_pipeline, gateway_hop, packages_page, webhooks
 from bench.common import table
 
 RSS_GOAL_MB = 150
@@ -29,6 +29,7 @@ def main() -> int:
         f"Event pipeline ({event_pipeline.EVENTS:,} events)\n"
         + table(pipeline_rows, ["path", "events/s", "vs raw", "goal 1,500/s"])
     )
+    sections.append(webhooks.report())
     memory = {
         **hop_memory,
         **{f"page-{k}": v for k, v in page_memory.items() if k != "hello-world"},

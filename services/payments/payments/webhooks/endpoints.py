@@ -2,31 +2,51 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi import APIRouter, Header, Request
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from kit.db import db_session
+from kit.errors import Unavailable
+from kit.logging import get_logger
+from payments.config import PaymentsSettings
 from payments.webhooks import schemas
 from payments.webhooks.service import WebhookIntake
 
 router = APIRouter(tags=["webhooks"])
+log = get_logger(__name__)
 
-
-async def webhook_intake(
-    request: Request, session: Annotated[AsyncSession, Depends(db_session, scope="function")]
-) -> WebhookIntake:
-    return WebhookIntake(session, request.app.state.settings)
+# Longest a webhook may wait for the database (a free connection, the insert, the
+# commit). A healthy insert takes milliseconds; when the database is away the pool
+# would otherwise keep requests waiting for its full checkout timeout (30 s), and
+# Stripe retries a 503 anyway.
+INTAKE_TIMEOUT_SECONDS = 5.0
 
 
 @router.post("/webhooks/stripe", response_model=schemas.WebhookReceived)
 async def stripe_webhook(
     request: Request,
-    intake: Annotated[WebhookIntake, Depends(webhook_intake)],
     stripe_signature: Annotated[str | None, Header(alias="Stripe-Signature")] = None,
 ) -> schemas.WebhookReceived:
     """Verified (signature, 300 s tolerance), stored and committed before the 200; the
-    worker processes it. Anything that does not verify is a 400 and stores nothing."""
-    await intake.receive(await request.body(), stripe_signature)
+    worker processes it. Anything that does not verify is a 400 and stores nothing.
+    When the event cannot be stored (database unreachable or too slow) the answer is a
+    503, never a 2xx: Stripe delivers it again later."""
+    settings: PaymentsSettings = request.app.state.settings
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    payload = await request.body()
+    intake = WebhookIntake(settings)
+    event = intake.verify(payload, stripe_signature)
+    try:
+        async with asyncio.timeout(INTAKE_TIMEOUT_SECONDS):
+            async with sessionmaker() as session, session.begin():
+                await intake.store(session, event, payload)
+    except (TimeoutError, OSError, DBAPIError) as exc:
+        log.warning("stripe_event_not_stored", stripe_event=event["id"], error=type(exc).__name__)
+        raise Unavailable(
+            "The event could not be stored; deliver it again later.",
+            headers={"Retry-After": "10"},
+        ) from exc
     return schemas.WebhookReceived()

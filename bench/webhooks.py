@@ -1,0 +1,512 @@
+"""Stripe webhooks: intake latency at a steady rate, and the purchase pipeline end to end.
+
+Starts every process of the system (bench.common.start_system: catalog, payments,
+clients, notifications, gateway, mailsink, localstripe) on PostgreSQL and RabbitMQ.
+
+1. Webhook intake: signed Stripe events (``t=…,v1=HMAC_SHA256(secret, "{t}.{body}")``
+   with the system's PAYMENTS_STRIPE_WEBHOOK_SECRET) posted through the gateway's
+   ``/webhooks/stripe`` at a paced INTAKE_RATE/s for INTAKE_SECONDS by an aiohttp
+   client (open loop: each request leaves at its own time, whatever the earlier ones
+   do). Reports p50/p99 from send to 2xx and checks every event id is stored.
+   Goal: p99 < 50 ms, none lost.
+2. Purchase pipeline: PURCHASES pending orders whose PaymentIntents succeeded in
+   localstripe (PaymentIntents made and confirmed through localstripe's API; the order
+   rows inserted straight into the payments database, as /pay leaves them), then one
+   signed ``payment_intent.succeeded`` per order, PIPELINE_CONNECTIONS in flight, as
+   fast as the gateway takes them -> payments worker settles (order paid, outbox) ->
+   RabbitMQ -> clients applies the purchase (``purchases_applied.applied_at``) and
+   notifications sends the receipt (accepted by the SMTP sink). Reports purchases/s end
+   to end (first webhook sent -> last receipt accepted), p50/p99 webhook-to-entitlement
+   and exact counts. Goal: >= 150 purchases/s, p99 < 1 s. Printed beside raw aio-pika
+   (publish with confirms / consume with acks) measured in the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import statistics
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+from sqlalchemy import select, text
+
+from bench import event_pipeline
+from bench.common import RunningSystem, signup, start_system, table
+from kit.db import create_engine, create_sessionmaker, utcnow
+from payments import models
+
+INTAKE_RATE = int(os.environ.get("BENCH_WEBHOOK_RATE", 200))
+INTAKE_SECONDS = int(os.environ.get("BENCH_WEBHOOK_SECONDS", 60))
+PURCHASES = int(os.environ.get("BENCH_PURCHASES", 3000))
+PIPELINE_CONNECTIONS = 32
+RAW_EVENTS = 5000
+GOAL_INTAKE_P99_MS = 50.0
+GOAL_PURCHASES_PER_S = 150.0
+GOAL_ENTITLEMENT_P99_S = 1.0
+STRIPE_KEY = "sk_test_local"
+
+
+def sign(payload: bytes, secret: str) -> str:
+    t = int(time.time())
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + payload, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+def stripe_event(type_: str, obj: dict[str, Any]) -> tuple[str, bytes]:
+    event_id = f"evt_{uuid.uuid4().hex[:24]}"
+    body = {
+        "id": event_id,
+        "object": "event",
+        "api_version": "2024-06-20",
+        "created": int(time.time()),
+        "type": type_,
+        "livemode": False,
+        "data": {"object": obj},
+    }
+    return event_id, json.dumps(body).encode()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def post_webhook(
+    http: aiohttp.ClientSession, url: str, payload: bytes, secret: str
+) -> tuple[int, float]:
+    headers = {"Content-Type": "application/json", "Stripe-Signature": sign(payload, secret)}
+    started = time.perf_counter()
+    async with http.post(url, data=payload, headers=headers) as response:
+        await response.read()
+        return response.status, time.perf_counter() - started
+
+
+# -- 1. intake ------------------------------------------------------------------------------
+
+
+@dataclass
+class IntakeResult:
+    sent: int
+    ok: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    achieved_rate: float
+    stored: int
+    drained_s: float
+
+
+async def intake(system: RunningSystem, secret: str) -> IntakeResult:
+    url = f"{system.gateway}/webhooks/stripe"
+    total = INTAKE_RATE * INTAKE_SECONDS
+    events = [
+        stripe_event(
+            "payment_intent.succeeded",
+            {
+                "id": f"pi_bench{n:08d}",
+                "object": "payment_intent",
+                "status": "succeeded",
+                "amount": 12000,
+                "currency": "usd",
+                "metadata": {},
+            },
+        )
+        for n in range(total)
+    ]
+    latencies: list[float] = []
+    statuses: list[int] = []
+    connector = aiohttp.TCPConnector(limit=200)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        # Warm up the connection pools (gateway -> payments, payments -> PostgreSQL).
+        for _ in range(20):
+            _id, body = stripe_event("ping", {"id": "warmup"})
+            await post_webhook(http, url, body, secret)
+
+        async def one(n: int, due: float) -> None:
+            delay = due - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            status, elapsed = await post_webhook(http, url, events[n][1], secret)
+            statuses.append(status)
+            latencies.append(elapsed)
+
+        start = time.perf_counter() + 0.2
+        tasks = [asyncio.create_task(one(n, start + n / INTAKE_RATE)) for n in range(total)]
+        await asyncio.gather(*tasks)
+        duration = time.perf_counter() - start
+    stored = await count_stored(system, {event_id for event_id, _ in events})
+    drained = await wait_processed(system)
+    return IntakeResult(
+        sent=total,
+        ok=sum(1 for s in statuses if 200 <= s < 300),
+        p50_ms=percentile(latencies, 0.50) * 1000,
+        p99_ms=percentile(latencies, 0.99) * 1000,
+        max_ms=max(latencies) * 1000,
+        achieved_rate=total / duration,
+        stored=stored,
+        drained_s=drained,
+    )
+
+
+async def wait_processed(system: RunningSystem, timeout: float = 300) -> float:
+    """Seconds until the payments worker has processed every stored event."""
+    engine = create_engine(system.processes.env["PAYMENTS_DATABASE_URL"], pool_size=1)
+    started = time.perf_counter()
+    try:
+        while time.perf_counter() - started < timeout:
+            left = await _scalar(
+                engine, "SELECT count(*) FROM stripe_events WHERE processed_at IS NULL"
+            )
+            if left == 0:
+                return time.perf_counter() - started
+            await asyncio.sleep(0.25)
+        return float("nan")
+    finally:
+        await engine.dispose()
+
+
+async def count_stored(system: RunningSystem, event_ids: set[str]) -> int:
+    engine = create_engine(system.processes.env["PAYMENTS_DATABASE_URL"], pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(select(models.StripeEvent.stripe_event_id))
+            return len(event_ids & set(rows.scalars()))
+    finally:
+        await engine.dispose()
+
+
+# -- 2. purchase pipeline ----------------------------------------------------------------------
+
+
+@dataclass
+class PipelineResult:
+    purchases: int
+    webhooks_ok: int
+    webhook_seconds: float
+    paid: int
+    payments_rows: int
+    applied: int
+    receipts: int
+    duplicate_receipts: int
+    entitled_seconds: float
+    receipts_seconds: float
+    entitlement_p50_s: float
+    entitlement_p99_s: float
+    receipt_p99_s: float
+
+
+async def make_orders(system: RunningSystem, business: dict[str, Any], n: int) -> list[Any]:
+    """n pending orders with PaymentIntents that succeeded.
+
+    One PaymentIntent is made and confirmed through localstripe's API; the others are
+    copies of it with their own ids and order metadata (localstripe pickles its whole
+    store on every write, so thousands of real ones would take minutes). The webhook
+    processor reads only the event's ``data.object``, never Stripe, so this is what the
+    system sees from Stripe either way."""
+    stripe_url = system.url_of("localstripe")
+    headers = {"Authorization": aiohttp.encode_basic_auth(STRIPE_KEY, "")}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        async with http.post(
+            f"{stripe_url}/v1/payment_methods",
+            data={
+                "type": "card",
+                "card[number]": "4242424242424242",
+                "card[exp_month]": "12",
+                "card[exp_year]": "2034",
+                "card[cvc]": "123",
+            },
+        ) as response:
+            payment_method = (await response.json())["id"]
+        async with http.post(
+            f"{stripe_url}/v1/payment_intents",
+            data={
+                "amount": "12000",
+                "currency": "usd",
+                "payment_method": payment_method,
+                "confirm": "true",
+            },
+        ) as response:
+            template = await response.json()
+    if template.get("status") != "succeeded":
+        raise RuntimeError(f"localstripe: {template}")
+    made = []
+    for _ in range(n):
+        order_id, intent_id = uuid.uuid4(), f"pi_{uuid.uuid4().hex[:14]}"
+        made.append(
+            (
+                order_id,
+                {
+                    **template,
+                    "id": intent_id,
+                    "client_secret": f"{intent_id}_secret_{uuid.uuid4().hex[:16]}",
+                    "metadata": {"order_id": str(order_id)},
+                },
+            )
+        )
+    engine = create_engine(system.processes.env["PAYMENTS_DATABASE_URL"], pool_size=1)
+    now = utcnow()
+    offering_id, version_id = uuid.uuid4(), uuid.uuid4()
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            session.add_all(
+                models.Order(
+                    id=order_id,
+                    business_id=uuid.UUID(business["id"]),
+                    business_name=business["name"],
+                    offering_id=offering_id,
+                    offering_version_id=version_id,
+                    offering_name="Bench course",
+                    kind="course",
+                    details={},
+                    billing={"type": "one_time"},
+                    buyer_email=f"buyer-{order_id.hex[:12]}@example.com",
+                    buyer_name="Bench Buyer",
+                    amount_minor=12000,
+                    currency="USD",
+                    discount_minor=0,
+                    status=models.PENDING,
+                    stripe_payment_intent_id=pi["id"],
+                    idempotency_key=f"bench-{order_id}",
+                    created_at=now,
+                    updated_at=now,
+                    payment_started_at=now,
+                )
+                for order_id, pi in made
+            )
+    finally:
+        await engine.dispose()
+    return made
+
+
+async def _scalar(engine: Any, sql: str, **params: Any) -> Any:
+    async with engine.connect() as conn:
+        return (await conn.execute(text(sql), params)).scalar_one()
+
+
+async def _mail(http: aiohttp.ClientSession, mail_url: str) -> list[dict[str, Any]]:
+    async with http.get(f"{mail_url}/messages") as response:
+        return list(await response.json())
+
+
+async def pipeline(system: RunningSystem, secret: str) -> PipelineResult:
+    auth = signup(system.gateway, business="Harbour Webhooks")
+    business = auth["business"]
+    assert isinstance(business, dict)
+    orders = await make_orders(system, business, PURCHASES)
+    clients_db = create_engine(system.processes.env["CLIENTS_DATABASE_URL"], pool_size=1)
+    payments_db = create_engine(system.processes.env["PAYMENTS_DATABASE_URL"], pool_size=1)
+    mail_url = system.url_of("mail_http")
+    sent_at: dict[str, float] = {}
+    url = f"{system.gateway}/webhooks/stripe"
+    webhooks_ok = 0
+    try:
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=PIPELINE_CONNECTIONS)
+        ) as http:
+            queue: asyncio.Queue[tuple[uuid.UUID, dict[str, Any]]] = asyncio.Queue()
+            for order in orders:
+                queue.put_nowait(order)
+
+            async def sender() -> None:
+                nonlocal webhooks_ok
+                while not queue.empty():
+                    order_id, pi = queue.get_nowait()
+                    _event_id, body = stripe_event("payment_intent.succeeded", pi)
+                    sent_at[str(order_id)] = time.time()
+                    status, _elapsed = await post_webhook(http, url, body, secret)
+                    webhooks_ok += 200 <= status < 300
+
+            business_id = business["id"]
+            started = time.time()
+            await asyncio.gather(*(sender() for _ in range(PIPELINE_CONNECTIONS)))
+            webhook_seconds = time.time() - started
+            entitled_at = receipts_at = 0.0
+            receipts: list[dict[str, Any]] = []
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline and not (entitled_at and receipts_at):
+                await asyncio.sleep(0.25)
+                if not entitled_at:
+                    applied = await _scalar(
+                        clients_db,
+                        "SELECT count(*) FROM purchases_applied WHERE business_id = :b",
+                        b=uuid.UUID(business_id),
+                    )
+                    if applied >= PURCHASES:
+                        entitled_at = time.time()
+                if not receipts_at:
+                    async with http.get(f"{mail_url}/_control/stats") as response:
+                        accepted = (await response.json())["accepted"]
+                    # Cheap check first (every accepted message), then the receipts.
+                    if accepted >= PURCHASES:
+                        receipts = [
+                            m
+                            for m in await _mail(http, mail_url)
+                            if str(m.get("subject", "")).startswith("Your receipt from")
+                        ]
+                        if len(receipts) >= PURCHASES:
+                            receipts_at = time.time()
+            await asyncio.sleep(2)  # anything more (a duplicate) would arrive now
+            receipts = [
+                m
+                for m in await _mail(http, mail_url)
+                if str(m.get("subject", "")).startswith("Your receipt from")
+            ]
+        async with clients_db.connect() as conn:
+            rows = (
+                await conn.execute(
+                    text(
+                        "SELECT order_id, applied_at FROM purchases_applied WHERE business_id = :b"
+                    ),
+                    {"b": uuid.UUID(business_id)},
+                )
+            ).all()
+        lags = [
+            applied_at.replace(tzinfo=applied_at.tzinfo or UTC).timestamp() - sent_at[str(oid)]
+            for oid, applied_at in rows
+            if str(oid) in sent_at
+        ]
+        by_buyer: dict[str, int] = {}
+        for message in receipts:
+            for to in message["rcpt_tos"]:
+                by_buyer[to] = by_buyer.get(to, 0) + 1
+        buyer_sent = {
+            f"buyer-{uuid.UUID(str(oid)).hex[:12]}@example.com": at for oid, at in sent_at.items()
+        }
+        receipt_lags = [
+            _epoch(m["received_at"]) - buyer_sent[m["rcpt_tos"][0]]
+            for m in receipts
+            if m["rcpt_tos"] and m["rcpt_tos"][0] in buyer_sent
+        ]
+        paid = await _scalar(payments_db, "SELECT count(*) FROM orders WHERE status = 'paid'")
+        payment_rows = await _scalar(payments_db, "SELECT count(*) FROM payments")
+    finally:
+        await clients_db.dispose()
+        await payments_db.dispose()
+    return PipelineResult(
+        purchases=PURCHASES,
+        webhooks_ok=webhooks_ok,
+        webhook_seconds=webhook_seconds,
+        paid=int(paid),
+        payments_rows=int(payment_rows),
+        applied=len(rows),
+        receipts=len(receipts),
+        duplicate_receipts=sum(c - 1 for c in by_buyer.values() if c > 1),
+        entitled_seconds=(entitled_at - started) if entitled_at else float("nan"),
+        receipts_seconds=(receipts_at - started) if receipts_at else float("nan"),
+        entitlement_p50_s=statistics.median(lags) if lags else float("nan"),
+        entitlement_p99_s=percentile(lags, 0.99) if lags else float("nan"),
+        receipt_p99_s=percentile(receipt_lags, 0.99) if receipt_lags else float("nan"),
+    )
+
+
+def _epoch(value: Any) -> float:
+    if isinstance(value, int | float):
+        return float(value)
+    parsed = datetime.fromisoformat(str(value))
+    return parsed.replace(tzinfo=parsed.tzinfo or UTC).timestamp()
+
+
+# -- report -------------------------------------------------------------------------------------
+
+
+def intake_table(result: IntakeResult) -> str:
+    lost = result.sent - result.stored
+    met = result.p99_ms < GOAL_INTAKE_P99_MS and lost == 0 and result.ok == result.sent
+    return table(
+        [
+            [
+                f"{result.sent:,}",
+                f"{result.achieved_rate:,.0f}/s",
+                f"{result.ok:,}",
+                f"{result.p50_ms:.1f}",
+                f"{result.p99_ms:.1f}",
+                f"{result.max_ms:.0f}",
+                f"{result.stored:,} ({lost} lost)",
+                "met" if met else "NOT met",
+            ]
+        ],
+        ["webhooks", "rate", "2xx", "p50 ms", "p99 ms", "max ms", "stored", "goal p99<50ms"],
+    ) + (f"\nworker backlog at the end of the intake processed {result.drained_s:.1f} s later")
+
+
+def pipeline_table(result: PipelineResult, raw: tuple[float, float]) -> str:
+    end_to_end = result.purchases / result.receipts_seconds
+    entitled_rate = result.purchases / result.entitled_seconds
+    exact = (
+        result.webhooks_ok
+        == result.paid
+        == result.payments_rows
+        == result.applied
+        == result.receipts
+        == result.purchases
+        and result.duplicate_receipts == 0
+    )
+    met = (
+        end_to_end >= GOAL_PURCHASES_PER_S
+        and result.entitlement_p99_s < GOAL_ENTITLEMENT_P99_S
+        and exact
+    )
+    rows = [
+        ["raw aio-pika publish (confirms, batches of 500)", f"{raw[0]:,.0f}", "", ""],
+        ["raw aio-pika consume (acks, prefetch 500)", f"{raw[1]:,.0f}", "", ""],
+        [
+            f"webhooks accepted via gateway ({PIPELINE_CONNECTIONS} in flight)",
+            f"{result.purchases / result.webhook_seconds:,.0f}",
+            "",
+            "",
+        ],
+        [
+            "webhook -> paid -> entitlement applied (clients)",
+            f"{entitled_rate:,.0f}",
+            f"p50 {result.entitlement_p50_s:.2f} s, p99 {result.entitlement_p99_s:.2f} s",
+            "",
+        ],
+        [
+            "webhook -> ... -> receipt accepted by SMTP sink",
+            f"{end_to_end:,.0f}",
+            f"p99 {result.receipt_p99_s:.2f} s",
+            "met" if met else "NOT met",
+        ],
+    ]
+    counts = (
+        f"counts: {result.purchases:,} orders, {result.webhooks_ok:,} webhooks 2xx, "
+        f"{result.paid:,} paid, {result.payments_rows:,} payments rows, "
+        f"{result.applied:,} purchases applied, {result.receipts:,} receipts "
+        f"({result.duplicate_receipts} duplicate) -> {'exact' if exact else 'NOT exact'}"
+    )
+    return table(rows, ["path", "per s", "latency", "goal 150/s, p99 < 1 s"]) + "\n" + counts
+
+
+def measure() -> tuple[str, str]:
+    raw = asyncio.run(event_pipeline.raw_aio_pika(RAW_EVENTS))
+    system = start_system()
+    try:
+        secret = system.processes.env["PAYMENTS_STRIPE_WEBHOOK_SECRET"]
+        intake_result = asyncio.run(intake(system, secret))
+        pipeline_result = asyncio.run(pipeline(system, secret))
+    finally:
+        system.stop()
+    return intake_table(intake_result), pipeline_table(pipeline_result, raw)
+
+
+def report() -> str:
+    intake_report, pipeline_report = measure()
+    return (
+        f"Webhook intake ({INTAKE_RATE}/s for {INTAKE_SECONDS} s through the gateway, "
+        f"signed, aiohttp open loop)\n{intake_report}\n\n"
+        f"Purchase pipeline ({PURCHASES:,} purchases, raw aio-pika {RAW_EVENTS:,} messages "
+        f"in the same run)\n{pipeline_report}"
+    )
+
+
+if __name__ == "__main__":
+    sys.stdout.write(report() + "\n")
