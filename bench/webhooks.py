@@ -48,6 +48,9 @@ INTAKE_RATE = int(os.environ.get("BENCH_WEBHOOK_RATE", 200))
 INTAKE_SECONDS = int(os.environ.get("BENCH_WEBHOOK_SECONDS", 60))
 PURCHASES = int(os.environ.get("BENCH_PURCHASES", 3000))
 PIPELINE_CONNECTIONS = 32
+# Purchases per second offered to the pipeline; 0: as fast as the gateway takes them.
+# A paced run shows the latency the system keeps at a rate it can sustain.
+PIPELINE_RATE = float(os.environ.get("BENCH_PIPELINE_RATE", 0))
 RAW_EVENTS = 5000
 GOAL_INTAKE_P99_MS = 50.0
 GOAL_PURCHASES_PER_S = 150.0
@@ -316,10 +319,15 @@ async def pipeline(system: RunningSystem, secret: str) -> PipelineResult:
             for order in orders:
                 queue.put_nowait(order)
 
+            sent = 0
+
             async def sender() -> None:
-                nonlocal webhooks_ok
+                nonlocal webhooks_ok, sent
                 while not queue.empty():
                     order_id, pi = queue.get_nowait()
+                    if PIPELINE_RATE > 0:  # open loop: the n-th purchase leaves at n / rate
+                        sent += 1
+                        await asyncio.sleep(max(0.0, started + sent / PIPELINE_RATE - time.time()))
                     _event_id, body = stripe_event("payment_intent.succeeded", pi)
                     sent_at[str(order_id)] = time.time()
                     status, _elapsed = await post_webhook(http, url, body, secret)
@@ -503,7 +511,9 @@ def report() -> str:
     return (
         f"Webhook intake ({INTAKE_RATE}/s for {INTAKE_SECONDS} s through the gateway, "
         f"signed, aiohttp open loop)\n{intake_report}\n\n"
-        f"Purchase pipeline ({PURCHASES:,} purchases, raw aio-pika {RAW_EVENTS:,} messages "
+        f"Purchase pipeline ({PURCHASES:,} purchases"
+        f"{f', offered at {PIPELINE_RATE:g}/s' if PIPELINE_RATE > 0 else ''}, "
+        f"raw aio-pika {RAW_EVENTS:,} messages "
         f"in the same run)\n{pipeline_report}"
     )
 

@@ -31,6 +31,7 @@ class PaymentsSettings(ServiceSettings):
     # Orders still pending with a PaymentIntent older than this are re-read from Stripe.
     reconcile_after_seconds: int = 600
     reconcile_interval_seconds: float = 60.0
-    # How often the worker looks for stored Stripe events to process.
-    stripe_events_poll_interval: float = 0.5
+    # How often an idle worker looks for stored Stripe events: one indexed query, and
+    # the wait is part of every purchase's time to "paid" (0.5 s was half the budget).
+    stripe_events_poll_interval: float = 0.1
     stripe_events_max_attempts: int = 20
