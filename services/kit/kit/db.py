@@ -119,15 +119,29 @@ def is_postgres(session_or_engine: AsyncSession | AsyncEngine) -> bool:
     return str(engine.dialect.name) == "postgresql"  # type: ignore[union-attr]
 
 
-def insert_ignoring_conflicts(
-    dialect_name: str, table: Table, index_elements: Sequence[str] | None = None
-) -> Insert:
-    """INSERT ... ON CONFLICT DO NOTHING for the current dialect."""
+def _dialect_insert(dialect_name: str, table: Table) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT (PostgreSQL, SQLite)."""
     if dialect_name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing(index_elements=index_elements)
+        return postgresql.insert(table)
     if dialect_name == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing(index_elements=index_elements)
+        return sqlite.insert(table)
     raise RuntimeError(f"unsupported dialect {dialect_name}")
+
+
+def insert_ignoring_conflicts(
+    dialect_name: str,
+    table: Table,
+    index_elements: Sequence[str] | None = None,
+    index_where: Any = None,
+) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING for the current dialect.
+
+    ``index_where`` names a partial unique index by its predicate.
+    """
+    statement: Insert = _dialect_insert(dialect_name, table).on_conflict_do_nothing(
+        index_elements=index_elements, index_where=index_where
+    )
+    return statement
 
 
 async def upsert(
@@ -142,13 +156,7 @@ async def upsert(
     ``changes`` receives the would-be-inserted row (``excluded``) and returns
     the columns to update; read models use it with :func:`newer_fact`.
     """
-    dialect = str(session.get_bind().dialect.name)
-    if dialect == "postgresql":
-        statement: Any = postgresql.insert(table).values(**values)
-    elif dialect == "sqlite":
-        statement = sqlite.insert(table).values(**values)
-    else:
-        raise RuntimeError(f"unsupported dialect {dialect}")
+    statement = _dialect_insert(str(session.get_bind().dialect.name), table).values(**values)
     await session.execute(
         statement.on_conflict_do_update(index_elements=list(keys), set_=changes(statement.excluded))
     )

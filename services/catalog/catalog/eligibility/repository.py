@@ -9,7 +9,7 @@ same rows (the same rule as the notifications audience).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,15 +24,6 @@ class ReadModelRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def _upsert(
-        self,
-        table: Any,
-        values: dict[str, Any],
-        keys: Sequence[str],
-        changes: Callable[[Any], dict[str, Any]],
-    ) -> None:
-        await upsert(self.session, table, values, keys, changes)
-
     # -- businesses -------------------------------------------------------------
 
     async def remember_business(
@@ -41,7 +32,8 @@ class ReadModelRepository:
         def changes(new: Any) -> dict[str, Any]:
             return {"name": new.name, "slug": new.slug}
 
-        await self._upsert(
+        await upsert(
+            self.session,
             KnownBusiness.__table__,  # type: ignore[arg-type]
             {"business_id": business_id, "name": name, "slug": slug, "created_at": created_at},
             ["business_id"],
@@ -80,7 +72,8 @@ class ReadModelRepository:
                 "status_at": case((newer, new.status_at), else_=c.status_at),
             }
 
-        await self._upsert(
+        await upsert(
+            self.session,
             KnownClient.__table__,  # type: ignore[arg-type]
             {
                 "business_id": business_id,
@@ -128,7 +121,8 @@ class ReadModelRepository:
                 "name_at": case((newer, new.name_at), else_=c.name_at),
             }
 
-        await self._upsert(
+        await upsert(
+            self.session,
             KnownGroup.__table__,  # type: ignore[arg-type]
             {
                 "business_id": business_id,
@@ -153,7 +147,8 @@ class ReadModelRepository:
                 "deleted_at": case((c.deleted_at.is_(None), new.deleted_at), else_=c.deleted_at),
             }
 
-        await self._upsert(
+        await upsert(
+            self.session,
             KnownGroup.__table__,  # type: ignore[arg-type]
             {
                 "business_id": business_id,
@@ -227,7 +222,8 @@ class ReadModelRepository:
                 "changed_at": case((newer, new.changed_at), else_=c.changed_at),
             }
 
-        await self._upsert(
+        await upsert(
+            self.session,
             GroupMembership.__table__,  # type: ignore[arg-type]
             {
                 "business_id": business_id,

@@ -24,11 +24,6 @@ class AudienceRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def _upsert(
-        self, table: Any, values: dict[str, Any], keys: Sequence[str], changes: Any
-    ) -> None:
-        await upsert(self.session, table, values, keys, changes)
-
     # -- clients --------------------------------------------------------------
 
     async def client_profile(
@@ -58,7 +53,8 @@ class AudienceRepository:
                 "status_at": case((status_newer, new.status_at), else_=c.status_at),
             }
 
-        await self._upsert(
+        await upsert(
+            self.session,
             table,  # type: ignore[arg-type]
             {
                 "business_id": business_id,
@@ -94,7 +90,8 @@ class AudienceRepository:
                 "status_at": case((status_newer, new.status_at), else_=c.status_at),
             }
 
-        await self._upsert(
+        await upsert(
+            self.session,
             table,  # type: ignore[arg-type]
             {
                 "business_id": business_id,
@@ -123,7 +120,8 @@ class AudienceRepository:
                 "name_at": case((newer, new.name_at), else_=c.name_at),
             }
 
-        await self._upsert(
+        await upsert(
+            self.session,
             table,  # type: ignore[arg-type]
             {
                 "business_id": business_id,
@@ -149,7 +147,8 @@ class AudienceRepository:
                 "deleted_at": case((c.deleted_at.is_(None), new.deleted_at), else_=c.deleted_at),
             }
 
-        await self._upsert(
+        await upsert(
+            self.session,
             table,  # type: ignore[arg-type]
             {
                 "business_id": business_id,
@@ -210,7 +209,8 @@ class AudienceRepository:
                 "changed_at": case((newer, new.changed_at), else_=c.changed_at),
             }
 
-        await self._upsert(
+        await upsert(
+            self.session,
             table,  # type: ignore[arg-type]
             {
                 "business_id": business_id,

@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Table, func, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -126,15 +125,11 @@ class OrderRepository:
     async def record_payment(self, values: dict[str, Any]) -> bool:
         """Insert the one-time payment of an order; False if the order already has it."""
         table = cast(Table, Payment.__table__)
-        if self.dialect == "postgresql":
-            statement: Any = postgresql.insert(table)
-        else:
-            statement = sqlite.insert(table)
         statement = (
-            statement.values(id=uuid.uuid4(), kind=ONE_TIME, **values)
-            .on_conflict_do_nothing(
-                index_elements=["order_id"], index_where=text("kind = 'one_time'")
+            insert_ignoring_conflicts(
+                self.dialect, table, ["order_id"], index_where=text("kind = 'one_time'")
             )
+            .values(id=uuid.uuid4(), kind=ONE_TIME, **values)
             .returning(table.c.id)
         )
         return (await self.session.execute(statement)).first() is not None
