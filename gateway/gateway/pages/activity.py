@@ -18,8 +18,8 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from gateway.pages.coach import CoachPage, coach_page
-from gateway.pages.common import Obj, P, body_of, call_payments, expired_form, read_form
+from gateway.pages.coach import CoachPage, coach_form, coach_page
+from gateway.pages.common import Obj, P, body_of, call_payments
 from gateway.pages.rendering import Pages
 from kit.money import amount, to_major, to_minor
 
@@ -132,12 +132,10 @@ async def activity(request: Request, business_id: uuid.UUID, p: P) -> Response:
 async def refund_order(
     request: Request, business_id: uuid.UUID, order_id: uuid.UUID, p: P
 ) -> Response:
-    page = await coach_page(p, request, business_id)
-    if isinstance(page, Response):
-        return page
-    form = await read_form(request)
-    if stop := await expired_form(p, request, form):
-        return stop
+    posted = await coach_form(p, request, business_id)
+    if isinstance(posted, Response):
+        return posted
+    page, form, _ = posted
     values = {k: form.get(k, "") for k in ("amount", "reason", "revoke_access", "currency")}
     errors: dict[str, str] = {}
     body: dict[str, Any] = {"revoke_access": form.get("revoke_access") == "on"}

@@ -16,8 +16,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from gateway.pages.coach import CoachPage, coach_page
-from gateway.pages.common import Obj, P, body_of, call_catalog, expired_form, read_form_lists
+from gateway.pages.coach import CoachPage, coach_form, coach_page
+from gateway.pages.common import Obj, P, body_of, call_catalog
 from gateway.pages.rendering import Pages
 from gateway.pages.storefront import offering_card, storefront_context
 from gateway.upstream import Reply
@@ -302,12 +302,10 @@ async def new_offering(request: Request, business_id: uuid.UUID, p: P) -> Respon
 
 @router.post("/businesses/{business_id}/offerings")
 async def create_offering(request: Request, business_id: uuid.UUID, p: P) -> Response:
-    page = await coach_page(p, request, business_id)
-    if isinstance(page, Response):
-        return page
-    form, multi = await read_form_lists(request)
-    if stop := await expired_form(p, request, form):
-        return stop
+    posted = await coach_form(p, request, business_id)
+    if isinstance(posted, Response):
+        return posted
+    page, form, multi = posted
     values = {**form, "group_ids": multi.get("group_ids", [])}
     body, local = offering_body(form, multi)
     if local:
@@ -342,12 +340,10 @@ async def offering_editor(
 async def update_offering(
     request: Request, business_id: uuid.UUID, offering_id: uuid.UUID, p: P
 ) -> Response:
-    page = await coach_page(p, request, business_id)
-    if isinstance(page, Response):
-        return page
-    form, multi = await read_form_lists(request)
-    if stop := await expired_form(p, request, form):
-        return stop
+    posted = await coach_form(p, request, business_id)
+    if isinstance(posted, Response):
+        return posted
+    page, form, multi = posted
     offering = await _get_offering(p, page, offering_id)
     if offering is None:
         return await _not_found(p, request, "offering")
@@ -375,12 +371,10 @@ async def update_offering(
 async def offering_action(
     request: Request, business_id: uuid.UUID, offering_id: uuid.UUID, action: str, p: P
 ) -> Response:
-    page = await coach_page(p, request, business_id)
-    if isinstance(page, Response):
-        return page
-    form, _ = await read_form_lists(request)
-    if stop := await expired_form(p, request, form):
-        return stop
+    posted = await coach_form(p, request, business_id)
+    if isinstance(posted, Response):
+        return posted
+    page, _, _ = posted
     if action not in ("publish", "archive"):
         return await _not_found(p, request, "page")
     reply = await call_catalog(
@@ -555,12 +549,10 @@ async def new_collection(request: Request, business_id: uuid.UUID, p: P) -> Resp
 
 @router.post("/businesses/{business_id}/collections")
 async def create_collection(request: Request, business_id: uuid.UUID, p: P) -> Response:
-    page = await coach_page(p, request, business_id)
-    if isinstance(page, Response):
-        return page
-    form, multi = await read_form_lists(request)
-    if stop := await expired_form(p, request, form):
-        return stop
+    posted = await coach_form(p, request, business_id)
+    if isinstance(posted, Response):
+        return posted
+    page, form, multi = posted
     body = collection_body(form, multi)
     reply = await call_catalog(
         p, "POST", f"{page.base}/collections", token=page.token, json_body=body
@@ -599,12 +591,10 @@ async def collection_editor(
 async def update_collection(
     request: Request, business_id: uuid.UUID, collection_id: uuid.UUID, p: P
 ) -> Response:
-    page = await coach_page(p, request, business_id)
-    if isinstance(page, Response):
-        return page
-    form, multi = await read_form_lists(request)
-    if stop := await expired_form(p, request, form):
-        return stop
+    posted = await coach_form(p, request, business_id)
+    if isinstance(posted, Response):
+        return posted
+    page, form, multi = posted
     body = collection_body(form, multi)
     reply = await call_catalog(
         p, "PATCH", f"{page.base}/collections/{collection_id}", token=page.token, json_body=body
@@ -633,12 +623,10 @@ async def update_collection(
 async def delete_collection(
     request: Request, business_id: uuid.UUID, collection_id: uuid.UUID, p: P
 ) -> Response:
-    page = await coach_page(p, request, business_id)
-    if isinstance(page, Response):
-        return page
-    form, _ = await read_form_lists(request)
-    if stop := await expired_form(p, request, form):
-        return stop
+    posted = await coach_form(p, request, business_id)
+    if isinstance(posted, Response):
+        return posted
+    page, _, _ = posted
     reply = await call_catalog(
         p, "DELETE", f"{page.base}/collections/{collection_id}", token=page.token
     )
@@ -749,12 +737,10 @@ async def discounts_list(request: Request, business_id: uuid.UUID, p: P) -> Resp
 
 @router.post("/businesses/{business_id}/discount-codes")
 async def create_discount(request: Request, business_id: uuid.UUID, p: P) -> Response:
-    page = await coach_page(p, request, business_id)
-    if isinstance(page, Response):
-        return page
-    form, multi = await read_form_lists(request)
-    if stop := await expired_form(p, request, form):
-        return stop
+    posted = await coach_form(p, request, business_id)
+    if isinstance(posted, Response):
+        return posted
+    page, form, multi = posted
     values = {**form, "offering_ids": multi.get("offering_ids", [])}
     body, local = discount_body(form, multi)
     if local:
@@ -779,12 +765,10 @@ async def create_discount(request: Request, business_id: uuid.UUID, p: P) -> Res
 async def delete_discount(
     request: Request, business_id: uuid.UUID, code_id: uuid.UUID, p: P
 ) -> Response:
-    page = await coach_page(p, request, business_id)
-    if isinstance(page, Response):
-        return page
-    form, _ = await read_form_lists(request)
-    if stop := await expired_form(p, request, form):
-        return stop
+    posted = await coach_form(p, request, business_id)
+    if isinstance(posted, Response):
+        return posted
+    page, _, _ = posted
     reply = await call_catalog(
         p, "DELETE", f"{page.base}/discount-codes/{code_id}", token=page.token
     )

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from gateway.pages.common import (
+    FormData,
     Obj,
     P,
     body_of,
@@ -20,6 +21,7 @@ from gateway.pages.common import (
     call_notifications,
     expired_form,
     read_form,
+    read_form_lists,
 )
 from gateway.pages.rendering import Pages
 from gateway.sessions import ActiveSession
@@ -63,6 +65,20 @@ async def coach_page(p: Pages, request: Request, business_id: uuid.UUID) -> Coac
             message="There is no such business in your account.",
         )
     return CoachPage(active, Obj(business))
+
+
+async def coach_form(
+    p: Pages, request: Request, business_id: uuid.UUID
+) -> tuple[CoachPage, FormData, dict[str, list[str]]] | Response:
+    """A coach's form post: the page, the form's values and its repeated fields, or the
+    response to give instead (log in, no such business, an expired form)."""
+    page = await coach_page(p, request, business_id)
+    if isinstance(page, Response):
+        return page
+    form, lists = await read_form_lists(request)
+    if stop := await expired_form(p, request, form):
+        return stop
+    return page, form, lists
 
 
 def _offset(request: Request) -> int:
@@ -165,12 +181,10 @@ async def client_profile(
 async def client_action(
     request: Request, business_id: uuid.UUID, client_id: uuid.UUID, action: str, p: P
 ) -> Response:
-    page = await coach_page(p, request, business_id)
-    if isinstance(page, Response):
-        return page
-    form = await read_form(request)
-    if stop := await expired_form(p, request, form):
-        return stop
+    posted = await coach_form(p, request, business_id)
+    if isinstance(posted, Response):
+        return posted
+    page, _, _ = posted
     if action not in ("archive", "restore"):
         return await p.render(
             request, "error.html", status=404, title="Not found", message="There is no page here."
@@ -287,12 +301,10 @@ async def invitations_list(request: Request, business_id: uuid.UUID, p: P) -> Re
 async def invitation_action(
     request: Request, business_id: uuid.UUID, invitation_id: uuid.UUID, action: str, p: P
 ) -> Response:
-    page = await coach_page(p, request, business_id)
-    if isinstance(page, Response):
-        return page
-    form = await read_form(request)
-    if stop := await expired_form(p, request, form):
-        return stop
+    posted = await coach_form(p, request, business_id)
+    if isinstance(posted, Response):
+        return posted
+    page, _, _ = posted
     if action not in ("resend", "revoke"):
         return await p.render(
             request, "error.html", status=404, title="Not found", message="There is no page here."
@@ -343,12 +355,10 @@ async def groups_list(request: Request, business_id: uuid.UUID, p: P) -> Respons
 
 @router.post("/businesses/{business_id}/groups")
 async def create_group(request: Request, business_id: uuid.UUID, p: P) -> Response:
-    page = await coach_page(p, request, business_id)
-    if isinstance(page, Response):
-        return page
-    form = await read_form(request)
-    if stop := await expired_form(p, request, form):
-        return stop
+    posted = await coach_form(p, request, business_id)
+    if isinstance(posted, Response):
+        return posted
+    page, form, _ = posted
     reply = await call_clients(
         p, "POST", f"{page.base}/groups", token=page.token, json_body={"name": form.get("name", "")}
     )
@@ -415,12 +425,10 @@ async def group_detail(
 async def rename_group(
     request: Request, business_id: uuid.UUID, group_id: uuid.UUID, p: P
 ) -> Response:
-    page = await coach_page(p, request, business_id)
-    if isinstance(page, Response):
-        return page
-    form = await read_form(request)
-    if stop := await expired_form(p, request, form):
-        return stop
+    posted = await coach_form(p, request, business_id)
+    if isinstance(posted, Response):
+        return posted
+    page, form, _ = posted
     reply = await call_clients(
         p,
         "PATCH",
@@ -445,12 +453,10 @@ async def rename_group(
 async def delete_group(
     request: Request, business_id: uuid.UUID, group_id: uuid.UUID, p: P
 ) -> Response:
-    page = await coach_page(p, request, business_id)
-    if isinstance(page, Response):
-        return page
-    form = await read_form(request)
-    if stop := await expired_form(p, request, form):
-        return stop
+    posted = await coach_form(p, request, business_id)
+    if isinstance(posted, Response):
+        return posted
+    page, _, _ = posted
     await call_clients(p, "DELETE", f"{page.base}/groups/{group_id}", token=page.token)
     return p.redirect(f"{page.base}/groups", notice="group_deleted")
 
@@ -594,12 +600,10 @@ async def new_campaign(request: Request, business_id: uuid.UUID, p: P) -> Respon
 
 @router.post("/businesses/{business_id}/campaigns")
 async def create_campaign(request: Request, business_id: uuid.UUID, p: P) -> Response:
-    page = await coach_page(p, request, business_id)
-    if isinstance(page, Response):
-        return page
-    form = await read_form(request)
-    if stop := await expired_form(p, request, form):
-        return stop
+    posted = await coach_form(p, request, business_id)
+    if isinstance(posted, Response):
+        return posted
+    page, form, _ = posted
     reply = await call_notifications(
         p, "POST", f"{page.base}/campaigns", token=page.token, json_body=_campaign_body(form)
     )
@@ -679,12 +683,10 @@ async def edit_campaign(
 async def update_campaign(
     request: Request, business_id: uuid.UUID, campaign_id: uuid.UUID, p: P
 ) -> Response:
-    page = await coach_page(p, request, business_id)
-    if isinstance(page, Response):
-        return page
-    form = await read_form(request)
-    if stop := await expired_form(p, request, form):
-        return stop
+    posted = await coach_form(p, request, business_id)
+    if isinstance(posted, Response):
+        return posted
+    page, form, _ = posted
     reply = await call_notifications(
         p,
         "PATCH",
@@ -706,12 +708,10 @@ async def update_campaign(
 async def campaign_action(
     request: Request, business_id: uuid.UUID, campaign_id: uuid.UUID, action: str, p: P
 ) -> Response:
-    page = await coach_page(p, request, business_id)
-    if isinstance(page, Response):
-        return page
-    form = await read_form(request)
-    if stop := await expired_form(p, request, form):
-        return stop
+    posted = await coach_form(p, request, business_id)
+    if isinstance(posted, Response):
+        return posted
+    page, _, _ = posted
     target = f"{page.base}/campaigns/{campaign_id}"
     if action == "send":
         reply = await call_notifications(p, "POST", f"{target}/send", token=page.token)
