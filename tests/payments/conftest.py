@@ -179,8 +179,14 @@ class Payments:
 
     async def process_events(self) -> int:
         """What the worker's job does: process the stored Stripe events."""
-        processor = StripeEventProcessor(self.sessionmaker, Outbox(models.outbox))
-        return await processor.process_pending()
+        gateway = stripe_gateway(self.settings)
+        try:
+            processor = StripeEventProcessor(
+                self.sessionmaker, Outbox(models.outbox), gateway, self.settings.secret_key
+            )
+            return await processor.process_pending()
+        finally:
+            await gateway.close()
 
     async def reconcile(self) -> dict[str, int]:
         """What the worker's reconciliation job does."""

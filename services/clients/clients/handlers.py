@@ -1,4 +1,5 @@
-"""The events the clients service reacts to: purchases and their refunds, for now.
+"""The events the clients service reacts to: purchases, their refunds, and the renewals,
+failed payments and ends of subscriptions and payment plans.
 
 Each handler runs in the consumer's transaction (with the inbox row that makes
 a redelivered event a no-op); what it changes and the events it publishes are
@@ -14,7 +15,13 @@ from clients.config import ClientsSettings
 from clients.identity.service import IdentityService
 from clients.identity.signing import TokenSigner, load_private_key
 from clients.purchases.service import PurchaseService
-from kit.contracts.payments import OrderPaidV1, OrderRefundedV1
+from kit.contracts.payments import (
+    OrderPaidV1,
+    OrderRefundedV1,
+    SubscriptionEndedV1,
+    SubscriptionPaymentFailedV1,
+    SubscriptionRenewedV1,
+)
 from kit.messaging import Consumer, Outbox
 from kit.runtime import ServiceContext
 
@@ -51,5 +58,20 @@ def build_consumer(context: ServiceContext, settings: ClientsSettings) -> Consum
     @consumer.handler(OrderRefundedV1)
     async def apply_refund(event: OrderRefundedV1, session: AsyncSession) -> None:
         await purchases(session).order_refunded(event)
+
+    # The queue is bound to the names of the events registered here (Consumer.event_names).
+    @consumer.handler(SubscriptionRenewedV1)
+    async def apply_renewal(event: SubscriptionRenewedV1, session: AsyncSession) -> None:
+        await purchases(session).subscription_renewed(event)
+
+    @consumer.handler(SubscriptionPaymentFailedV1)
+    async def apply_payment_failure(
+        event: SubscriptionPaymentFailedV1, session: AsyncSession
+    ) -> None:
+        await purchases(session).subscription_payment_failed(event)
+
+    @consumer.handler(SubscriptionEndedV1)
+    async def apply_subscription_end(event: SubscriptionEndedV1, session: AsyncSession) -> None:
+        await purchases(session).subscription_ended(event)
 
     return consumer

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -226,6 +227,13 @@ class PurchaseApplied(Base):
     group_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     # When a full refund took back what the order gave (once).
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the group place was taken back, by a refund or the end of the subscription,
+    # whichever came first (so it is removed once, never a place given again since).
+    group_released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # free | one_time | recurring | payment_plan (the order's ``billing.type``)
+    billing_type: Mapped[str] = mapped_column(String(20), default="one_time")
+    # Ours (payments'), for a recurring or payment plan order.
+    subscription_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
 
 
 class Credit(Base):
@@ -237,7 +245,9 @@ class Credit(Base):
     business_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("businesses.id"))
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
     client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clients.id"))
-    order_id: Mapped[uuid.UUID] = mapped_column(Uuid, unique=True)
+    order_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    # The renewal's Stripe invoice; None for the batch the order's own payment gave.
+    invoice_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     offering_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     offering_name: Mapped[str] = mapped_column(String(200))
     total: Mapped[int] = mapped_column(Integer)
@@ -248,6 +258,14 @@ class Credit(Base):
     __table_args__ = (
         CheckConstraint("remaining >= 0 AND remaining <= total", name="remaining"),
         Index("ix_credits_account_id_business_id", "account_id", "business_id"),
+        # One batch from the order's payment; renewals add one per invoice.
+        Index(
+            "uq_credits_order_id_first",
+            "order_id",
+            unique=True,
+            postgresql_where=text("invoice_id IS NULL"),
+            sqlite_where=text("invoice_id IS NULL"),
+        ),
     )
 
 
@@ -265,8 +283,28 @@ class Entitlement(Base):
     offering_version_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     kind: Mapped[str] = mapped_column(String(20))
     offering_name: Mapped[str] = mapped_column(String(200))
-    # active | group_missing | revoked (a full refund that took access back)
+    # active | past_due (a subscription payment failed; access kept while Stripe retries) |
+    # ended (the subscription ended and took access back) | group_missing |
+    # revoked (a full refund that took access back)
     status: Mapped[str] = mapped_column(String(20), default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (Index("ix_entitlements_account_id_business_id", "account_id", "business_id"),)
+
+
+class SubscriptionEventApplied(Base):
+    """A subscription event whose effects were applied, by its natural key, so a second
+    event for the same invoice (or attempt, or end) changes nothing: ``renewed`` once per
+    invoice, ``payment_failed`` once per invoice and attempt, ``ended`` once per
+    subscription (invoice_id "" and attempt 0 where they do not apply)."""
+
+    __tablename__ = "subscription_events_applied"
+
+    subscription_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    effect: Mapped[str] = mapped_column(String(20), primary_key=True)
+    invoice_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    business_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("businesses.id"))
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -7,6 +7,7 @@ Every service and page formats amounts the same way: ``12000, "USD"`` is
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from babel.numbers import format_currency, get_currency_precision
 
@@ -54,3 +55,29 @@ def to_major(minor: int | None, currency: str) -> str:
         return ""
     places = exponent(currency)
     return f"{Decimal(minor).scaleb(-places):.{places}f}"
+
+
+_ADVERB = {"week": "weekly", "month": "monthly", "year": "yearly"}
+
+
+def _every(interval: str, count: int) -> str:
+    return interval if count == 1 else f"{count} {interval}s"
+
+
+def price_label(
+    price_minor: int, currency: str, billing: dict[str, Any], locale: str = DEFAULT_LOCALE
+) -> str:
+    """What a buyer reads: "Free", "$120.00", "$30.00 / month", "4 × $50.00 monthly"
+    (``billing`` as the catalog has it: type, interval, interval_count, installments)."""
+    kind = billing.get("type")
+    if kind == "free":
+        return "Free"
+    money = amount(price_minor, currency, locale)
+    interval = str(billing.get("interval", "month"))
+    count = int(billing.get("interval_count", 1) or 1)
+    if kind == "recurring":
+        return f"{money} / {_every(interval, count)}"
+    if kind == "payment_plan":
+        when = _ADVERB.get(interval, interval) if count == 1 else f"every {_every(interval, count)}"
+        return f"{billing.get('installments')} × {money} {when}"
+    return money

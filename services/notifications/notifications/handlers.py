@@ -20,7 +20,13 @@ from kit.contracts.clients import (
     MagicLinkRequestedV1,
     PasswordResetRequestedV1,
 )
-from kit.contracts.payments import OrderPaidV1, OrderRefundedV1
+from kit.contracts.payments import (
+    OrderPaidV1,
+    OrderRefundedV1,
+    SubscriptionEndedV1,
+    SubscriptionPaymentFailedV1,
+    SubscriptionRenewedV1,
+)
 from kit.messaging import Consumer
 from kit.runtime import ServiceContext
 from notifications import models
@@ -121,5 +127,20 @@ def build_consumer(context: ServiceContext, settings: NotificationsSettings) -> 
     @consumer.handler(OrderRefundedV1)
     async def queue_refund_email(event: OrderRefundedV1, session: AsyncSession) -> None:
         await emails(session).refund_issued(event)
+
+    @consumer.handler(SubscriptionRenewedV1)
+    async def queue_renewal_receipt(event: SubscriptionRenewedV1, session: AsyncSession) -> None:
+        await emails(session).subscription_renewed(event)
+
+    @consumer.handler(SubscriptionPaymentFailedV1)
+    async def queue_payment_failed(
+        event: SubscriptionPaymentFailedV1, session: AsyncSession
+    ) -> None:
+        await emails(session).subscription_payment_failed(event)
+
+    @consumer.handler(SubscriptionEndedV1)
+    async def queue_subscription_ended(event: SubscriptionEndedV1, session: AsyncSession) -> None:
+        # Raises while the business (its owner's address) is not known: retried later.
+        await emails(session).subscription_ended(event)
 
     return consumer

@@ -19,6 +19,7 @@ from payments.config import PaymentsSettings
 from payments.orders import endpoints as orders
 from payments.refunds import endpoints as refunds
 from payments.stripe_gateway.gateway import StripeGateway
+from payments.subscriptions import endpoints as subscriptions
 from payments.webhooks import endpoints as webhooks
 
 API_PREFIX = "/api/v1/payments"
@@ -60,6 +61,7 @@ def build_app(settings: PaymentsSettings | None = None) -> FastAPI:
             await context.close()
 
     app = create_app(title="Clientele payments service", lifespan=lifespan)
-    for router in (orders.router, refunds.router, activity.router, webhooks.router):
+    routers = (orders.router, subscriptions.router, refunds.router, activity.router)
+    for router in (*routers, webhooks.router):
         app.include_router(router, prefix=API_PREFIX)
     return app

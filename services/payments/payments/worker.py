@@ -31,10 +31,18 @@ def build_worker(settings: PaymentsSettings | None = None) -> Worker:
     )
     stripe = stripe_gateway(settings)
     processor = StripeEventProcessor(
-        context.sessionmaker, outbox, max_attempts=settings.stripe_events_max_attempts
+        context.sessionmaker,
+        outbox,
+        stripe,
+        settings.secret_key,
+        max_attempts=settings.stripe_events_max_attempts,
     )
     reconciler = Reconciler(
-        context.sessionmaker, outbox, stripe, after_seconds=settings.reconcile_after_seconds
+        context.sessionmaker,
+        outbox,
+        stripe,
+        after_seconds=settings.reconcile_after_seconds,
+        secret_key=settings.secret_key,
     )
     worker = Worker(context, relay=relay)
     worker.jobs.append(

@@ -17,13 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog.eligibility.service import Eligibility
 from catalog.models import ARCHIVED, DRAFT, PUBLISHED, Offering, OfferingVersion
-from catalog.money import price_label
 from catalog.offerings import schemas
 from catalog.offerings.repository import OfferingRepository
 from kit.contracts.catalog import OfferingArchivedV1, OfferingPublishedV1
 from kit.db import utcnow
 from kit.errors import Conflict, FieldError, InvalidInput, NotFound
 from kit.messaging import Outbox
+from kit.money import price_label
 
 VERSION_FIELDS = (
     "name",

@@ -13,13 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from catalog.eligibility.service import LOGIN_REQUIRED, NOT_A_CLIENT, Eligibility, refusal
 from catalog.models import PUBLISHED, KnownBusiness, Offering, OfferingVersion
-from catalog.money import price_label
 from catalog.offerings.service import spots_left
 from catalog.refusals import refused
 from catalog.storefront import schemas
 from catalog.storefront.repository import StorefrontRepository
 from kit.auth import Principal
 from kit.errors import NotFound
+from kit.money import price_label
 
 
 def business_out(business: KnownBusiness) -> schemas.BusinessOut:

@@ -8,7 +8,13 @@ from datetime import datetime
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from clients.models import Business, Credit, Entitlement, PurchaseApplied
+from clients.models import (
+    Business,
+    Credit,
+    Entitlement,
+    PurchaseApplied,
+    SubscriptionEventApplied,
+)
 from kit.db import insert_ignoring_conflicts
 
 
@@ -47,6 +53,22 @@ class PurchaseRepository:
         )
         return result.first() is not None
 
+    async def release_group(self, order_id: uuid.UUID, now: datetime) -> uuid.UUID | None:
+        """Take the group place the order made off the order, once (a refund or the end of
+        its subscription, whichever comes first): its group, or None when there is none
+        (left)."""
+        result = await self.session.execute(
+            update(PurchaseApplied)
+            .where(
+                PurchaseApplied.order_id == order_id,
+                PurchaseApplied.group_id.is_not(None),
+                PurchaseApplied.group_released_at.is_(None),
+            )
+            .values(group_released_at=now)
+            .returning(PurchaseApplied.group_id)
+        )
+        return result.scalar_one_or_none()
+
     async def revoke_credits(self, order_id: uuid.UUID) -> None:
         await self.session.execute(
             update(Credit).where(Credit.order_id == order_id).values(remaining=0)
@@ -56,6 +78,43 @@ class PurchaseRepository:
         await self.session.execute(
             update(Entitlement).where(Entitlement.order_id == order_id).values(status="revoked")
         )
+
+    async def set_entitlement_status(
+        self, order_id: uuid.UUID, status: str, *, when: tuple[str, ...]
+    ) -> None:
+        """Move the order's entitlement to ``status`` only from one of ``when`` (so a late
+        event never brings back access a refund or an end took)."""
+        await self.session.execute(
+            update(Entitlement)
+            .where(Entitlement.order_id == order_id, Entitlement.status.in_(when))
+            .values(status=status)
+        )
+
+    # -- subscriptions ----------------------------------------------------------------
+
+    async def claim_subscription_event(self, row: dict[str, object]) -> bool:
+        """Record a subscription event's natural key; False when it was applied already."""
+        statement = insert_ignoring_conflicts(
+            str(self.session.get_bind().dialect.name),
+            SubscriptionEventApplied.__table__,  # type: ignore[arg-type]
+            ["subscription_id", "effect", "invoice_id", "attempt"],
+        ).returning(SubscriptionEventApplied.__table__.c.subscription_id)
+        result = await self.session.execute(statement, [row])
+        return result.first() is not None
+
+    async def subscription_event_applied(
+        self, subscription_id: uuid.UUID, effect: str, invoice_id: str
+    ) -> bool:
+        result = await self.session.execute(
+            select(SubscriptionEventApplied.subscription_id)
+            .where(
+                SubscriptionEventApplied.subscription_id == subscription_id,
+                SubscriptionEventApplied.effect == effect,
+                SubscriptionEventApplied.invoice_id == invoice_id,
+            )
+            .limit(1)
+        )
+        return result.first() is not None
 
     async def add_credit(self, row: dict[str, object]) -> None:
         await self.session.execute(insert(Credit), [row])
@@ -72,11 +131,15 @@ class PurchaseRepository:
         )
         return [(c, b) for c, b in result.all()]
 
-    async def entitlements_of(self, account_id: uuid.UUID) -> list[tuple[Entitlement, Business]]:
+    async def entitlements_of(
+        self, account_id: uuid.UUID
+    ) -> list[tuple[Entitlement, Business, str | None]]:
+        """The account's entitlements, their business and their order's billing type."""
         result = await self.session.execute(
-            select(Entitlement, Business)
+            select(Entitlement, Business, PurchaseApplied.billing_type)
             .join(Business, Business.id == Entitlement.business_id)
+            .outerjoin(PurchaseApplied, PurchaseApplied.order_id == Entitlement.order_id)
             .where(Entitlement.account_id == account_id)
             .order_by(Entitlement.created_at.desc(), Entitlement.id)
         )
-        return [(e, b) for e, b in result.all()]
+        return [(e, b, billing) for e, b, billing in result.all()]

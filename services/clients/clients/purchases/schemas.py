@@ -35,7 +35,11 @@ class EntitlementOut(BaseModel):
     offering_id: uuid.UUID
     offering_name: str
     kind: str
+    # active | past_due (a subscription payment failed; access kept while it is retried) |
+    # ended (the subscription ended) | group_missing | revoked (refunded)
     status: str
+    # free | one_time | recurring | payment_plan
+    billing_type: str = "one_time"
     purchased_at: datetime
 
 

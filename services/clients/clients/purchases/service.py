@@ -12,6 +12,19 @@ redelivered event, this also drops a second event for the same order):
 4. what the kind of offering gives: engagement credits, a group place (through
    the groups domain, so ``clients.group_member_added.v1`` goes out), or an
    entitlement row for the other kinds.
+
+A recurring or payment plan order is the same order_paid (its first invoice) with
+``subscription_id`` set; its later events are applied once per natural key
+(``subscription_events_applied``), never per event id, and wait (are retried) until
+the order's order_paid is applied:
+
+- renewed (once per invoice): a timeline entry; an engagement gets a new credit
+  batch, other kinds get their past-due entitlement active again;
+- payment failed (once per invoice and attempt): a timeline entry, the entitlement
+  ``past_due`` (access kept while Stripe retries);
+- ended (once per subscription): a timeline entry; with ``revoke_access`` the
+  entitlement ``ended`` and the group place the order made removed. Credits given
+  stay: they were paid for.
 """
 
 from __future__ import annotations
@@ -27,10 +40,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from clients.book.service import ClientBook, timeline_row
 from clients.groups.service import GroupService
 from clients.identity.service import IdentityService
-from clients.models import Business, Credit
+from clients.models import Business, Credit, PurchaseApplied
 from clients.purchases import schemas
 from clients.purchases.repository import PurchaseRepository
-from kit.contracts.payments import OrderPaidV1, OrderRefundedV1
+from kit.contracts.payments import (
+    OrderPaidV1,
+    OrderRefundedV1,
+    SubscriptionEndedV1,
+    SubscriptionPaymentFailedV1,
+    SubscriptionRenewedV1,
+)
 from kit.db import utcnow
 from kit.errors import NotFound
 from kit.logging import get_logger
@@ -40,10 +59,13 @@ log = get_logger(__name__)
 
 ENGAGEMENT = "engagement"
 GROUP = "group"
+RECURRING = "recurring"
+PAYMENT_PLAN = "payment_plan"
 
 
 class OrderNotAppliedYet(RuntimeError):
-    """A refund for an order whose effects are not applied yet: retried."""
+    """A refund or subscription event for an order whose effects are not applied yet:
+    retried."""
 
 
 def refund_summary(event: OrderRefundedV1, revoking: bool) -> str:
@@ -59,16 +81,76 @@ class UnknownBusiness(RuntimeError):
     """The order names a business this service does not have: retried, then dead-lettered."""
 
 
+def billing_type(
+    billing: dict[str, Any], subscription_id: uuid.UUID | None, installments_total: int | None
+) -> str:
+    """free | one_time | recurring | payment_plan, from the order's billing (and, when an
+    event carries none, from whether it has a subscription and installments)."""
+    kind = billing.get("type")
+    if kind in ("free", "one_time", RECURRING, PAYMENT_PLAN):
+        return str(kind)
+    if subscription_id is None:
+        return "one_time"
+    return PAYMENT_PLAN if installments_total else RECURRING
+
+
+def every(billing: dict[str, Any]) -> str:
+    """How often it is charged, as read: "every month", "every 2 weeks"."""
+    interval = str(billing.get("interval") or "month")
+    count = billing.get("interval_count")
+    if not isinstance(count, int) or isinstance(count, bool) or count <= 1:
+        return f"every {interval}"
+    return f"every {count} {interval}s"
+
+
 def purchase_summary(event: OrderPaidV1) -> str:
+    billing = billing_type(event.billing, event.subscription_id, event.installments_total)
+    money = amount(event.amount_minor, event.currency)
     if event.amount_minor <= 0:
         text = f"Got {event.offering_name} for free"
+    elif event.subscription_id is not None and billing == RECURRING:
+        text = f"Subscribed to {event.offering_name} for {money} {every(event.billing)}"
+    elif event.subscription_id is not None and billing == PAYMENT_PLAN:
+        total = event.installments_total or event.billing.get("installments") or "?"
+        text = f"Started payment plan {event.offering_name}: installment 1 of {total}, {money}"
     else:
-        text = f"Bought {event.offering_name} for {amount(event.amount_minor, event.currency)}"
+        text = f"Bought {event.offering_name} for {money}"
     if event.discount_code and event.discount_minor > 0:
         text += (
             f" (discount {event.discount_code}: {amount(event.discount_minor, event.currency)} off)"
         )
-    return text
+    return text[:300]
+
+
+def renewal_summary(event: SubscriptionRenewedV1) -> str:
+    money = amount(event.amount_minor, event.currency)
+    if event.installments_total or event.billing.get("type") == PAYMENT_PLAN:
+        total = event.installments_total or event.billing.get("installments") or "?"
+        text = f"Paid installment {event.installment} of {total} of {event.offering_name} ({money})"
+        if event.completed:
+            text += ": payment plan completed"
+    else:
+        text = f"Renewed {event.offering_name} for {money}"
+    return text[:300]
+
+
+def payment_failed_summary(event: SubscriptionPaymentFailedV1) -> str:
+    text = f"Payment for {event.offering_name} failed ({amount(event.amount_minor, event.currency)}"
+    if event.attempt > 1:
+        text += f", attempt {event.attempt}"
+    return (text + ")")[:300]
+
+
+def ended_summary(event: SubscriptionEndedV1, billing: str) -> str:
+    name = event.offering_name
+    if event.reason == "completed":
+        text = f"Payment plan {name} completed"
+    else:
+        what = f"Payment plan {name}" if billing == PAYMENT_PLAN else f"Subscription to {name}"
+        why = "payment failed" if event.reason == "payment_failed" else event.reason
+        text = f"{what} ended ({why})"
+    text += "; access ended" if event.revoke_access else "; access kept"
+    return text[:300]
 
 
 def _credits(details: dict[str, Any]) -> tuple[int, int | None]:
@@ -137,6 +219,10 @@ class PurchaseService:
                 "offering_id": event.offering_id,
                 "kind": event.kind[:20],
                 "applied_at": now,
+                "billing_type": billing_type(
+                    event.billing, event.subscription_id, event.installments_total
+                ),
+                "subscription_id": event.subscription_id,
             }
         ):
             log.info("order_already_applied", order_id=str(event.order_id))
@@ -145,7 +231,7 @@ class PurchaseService:
             [timeline_row(business.id, client_id, "purchased", purchase_summary(event), now)]
         )
         if event.kind == ENGAGEMENT:
-            await self._add_credits(event, business, account.id, client_id, now)
+            await self._add_credits(event, business.id, account.id, client_id, now)
         elif event.kind == GROUP:
             await self._join_group(event, business, account.id, client_id, now)
         else:
@@ -161,20 +247,22 @@ class PurchaseService:
 
     async def _add_credits(
         self,
-        event: OrderPaidV1,
-        business: Business,
+        event: OrderPaidV1 | SubscriptionRenewedV1,
+        business_id: uuid.UUID,
         account_id: uuid.UUID,
         client_id: uuid.UUID,
         now: datetime,
+        invoice_id: str | None = None,
     ) -> None:
         total, expiry_days = _credits(event.details)
         await self.repo.add_credit(
             {
                 "id": uuid.uuid4(),
-                "business_id": business.id,
+                "business_id": business_id,
                 "account_id": account_id,
                 "client_id": client_id,
                 "order_id": event.order_id,
+                "invoice_id": invoice_id,
                 "offering_id": event.offering_id,
                 "offering_name": event.offering_name[:200],
                 "total": total,
@@ -280,15 +368,7 @@ class PurchaseService:
         if revoked:
             await self.repo.revoke_credits(event.order_id)
             await self.repo.revoke_entitlements(event.order_id)
-            if applied.group_id is not None:
-                # A group deleted since took the place with it (NotFound): nothing to do.
-                with contextlib.suppress(NotFound):
-                    await self.groups.remove_members(
-                        applied.business_id,
-                        applied.group_id,
-                        [applied.client_id],
-                        f"a refund of {event.offering_name}",
-                    )
+            await self._release_group(applied, f"a refund of {event.offering_name}", now)
         log.info(
             "order_refund_applied",
             order_id=str(event.order_id),
@@ -296,6 +376,162 @@ class PurchaseService:
             revoked=revoked,
         )
         return bool(revoked)
+
+    async def _release_group(self, applied: PurchaseApplied, reason: str, now: datetime) -> None:
+        """Remove the group place the order made, once, whichever of a refund or the end of
+        its subscription takes it (through the groups domain:
+        ``clients.group_member_removed.v1``)."""
+        group_id = await self.repo.release_group(applied.order_id, now)
+        if group_id is None:
+            return
+        # A group deleted since took the place with it (NotFound): nothing to do.
+        with contextlib.suppress(NotFound):
+            await self.groups.remove_members(
+                applied.business_id, group_id, [applied.client_id], reason
+            )
+
+    # -- subscriptions and payment plans ---------------------------------------------
+
+    async def _subscription_order(
+        self,
+        event: SubscriptionRenewedV1 | SubscriptionPaymentFailedV1 | SubscriptionEndedV1,
+    ) -> PurchaseApplied | None:
+        """The applied order the event is about; None (logged, nothing changes) when the
+        event names another business or another subscription than the order has."""
+        applied = await self.repo.applied(event.order_id)
+        if applied is None:
+            # Its order_paid is not applied yet (or went to the DLQ): retry, never guess.
+            raise OrderNotAppliedYet(f"order {event.order_id} is not applied")
+        if applied.business_id != event.business_id:
+            log.error("subscription_business_mismatch", order_id=str(event.order_id))
+            return None
+        if applied.subscription_id is not None and applied.subscription_id != event.subscription_id:
+            log.error("subscription_mismatch", order_id=str(event.order_id))
+            return None
+        return applied
+
+    async def _claim(
+        self,
+        event: SubscriptionRenewedV1 | SubscriptionPaymentFailedV1 | SubscriptionEndedV1,
+        applied: PurchaseApplied,
+        effect: str,
+        now: datetime,
+        invoice_id: str = "",
+        attempt: int = 0,
+    ) -> bool:
+        claimed = await self.repo.claim_subscription_event(
+            {
+                "subscription_id": event.subscription_id,
+                "effect": effect,
+                "invoice_id": invoice_id,
+                "attempt": attempt,
+                "order_id": applied.order_id,
+                "business_id": applied.business_id,
+                "event_id": event.id,
+                "applied_at": now,
+            }
+        )
+        if not claimed:
+            log.info(
+                "subscription_event_already_applied",
+                effect=effect,
+                subscription_id=str(event.subscription_id),
+                invoice_id=invoice_id or None,
+            )
+        return claimed
+
+    async def _timeline(
+        self, applied: PurchaseApplied, kind: str, summary: str, now: datetime
+    ) -> None:
+        await self.book.repo.add_timeline(
+            [timeline_row(applied.business_id, applied.client_id, kind, summary, now)]
+        )
+
+    async def subscription_renewed(self, event: SubscriptionRenewedV1) -> bool:
+        """A later invoice was paid: the new period's credits (engagement), or access
+        back from past due (other kinds). False when nothing changed."""
+        applied = await self._subscription_order(event)
+        if applied is None:
+            return False
+        now = utcnow()
+        if not await self._claim(event, applied, "renewed", now, invoice_id=event.invoice_id):
+            return False
+        await self._timeline(applied, "renewed", renewal_summary(event), now)
+        if applied.kind == ENGAGEMENT:
+            await self._add_credits(
+                event,
+                applied.business_id,
+                applied.account_id,
+                applied.client_id,
+                now,
+                invoice_id=event.invoice_id,
+            )
+        else:
+            await self.repo.set_entitlement_status(event.order_id, "active", when=("past_due",))
+        log.info(
+            "subscription_renewal_applied",
+            order_id=str(event.order_id),
+            invoice_id=event.invoice_id,
+            installment=event.installment,
+        )
+        return True
+
+    async def subscription_payment_failed(self, event: SubscriptionPaymentFailedV1) -> bool:
+        """A charge failed: the entitlement is past due (access kept while Stripe
+        retries). False when nothing changed."""
+        applied = await self._subscription_order(event)
+        if applied is None:
+            return False
+        now = utcnow()
+        if not await self._claim(
+            event,
+            applied,
+            "payment_failed",
+            now,
+            invoice_id=event.invoice_id,
+            attempt=event.attempt,
+        ):
+            return False
+        await self._timeline(applied, "payment_failed", payment_failed_summary(event), now)
+        # Events can arrive out of order: an invoice already paid is not past due.
+        if not await self.repo.subscription_event_applied(
+            event.subscription_id, "renewed", event.invoice_id
+        ):
+            await self.repo.set_entitlement_status(event.order_id, "past_due", when=("active",))
+        log.info(
+            "subscription_payment_failure_applied",
+            order_id=str(event.order_id),
+            invoice_id=event.invoice_id,
+            attempt=event.attempt,
+        )
+        return True
+
+    async def subscription_ended(self, event: SubscriptionEndedV1) -> bool:
+        """The subscription is over: with ``revoke_access`` its entitlement ends and the
+        group place the order made is removed; credits given stay (they were paid for).
+        A completed plan keeps its access. False when nothing changed."""
+        applied = await self._subscription_order(event)
+        if applied is None:
+            return False
+        now = utcnow()
+        if not await self._claim(event, applied, "ended", now):
+            return False
+        billing = billing_type(event.billing, event.subscription_id, None)
+        if applied.billing_type in (RECURRING, PAYMENT_PLAN):
+            billing = applied.billing_type
+        await self._timeline(applied, "subscription_ended", ended_summary(event, billing), now)
+        if event.revoke_access:
+            await self.repo.set_entitlement_status(
+                event.order_id, "ended", when=("active", "past_due", "group_missing")
+            )
+            await self._release_group(applied, f"the end of {event.offering_name}", now)
+        log.info(
+            "subscription_end_applied",
+            order_id=str(event.order_id),
+            reason=event.reason,
+            revoked=event.revoke_access,
+        )
+        return True
 
     # -- the buyer's view -----------------------------------------------------------
 
@@ -316,7 +552,7 @@ class PurchaseService:
 
         for credit, business in await self.repo.credits_of(account_id):
             of(business).credits.append(credit_out(credit, now))
-        for entitlement, business in await self.repo.entitlements_of(account_id):
+        for entitlement, business, billing in await self.repo.entitlements_of(account_id):
             of(business).entitlements.append(
                 schemas.EntitlementOut(
                     id=entitlement.id,
@@ -325,6 +561,7 @@ class PurchaseService:
                     offering_name=entitlement.offering_name,
                     kind=entitlement.kind,
                     status=entitlement.status,
+                    billing_type=billing or "one_time",
                     purchased_at=entitlement.created_at,
                 )
             )

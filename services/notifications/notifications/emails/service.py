@@ -25,7 +25,13 @@ from kit.contracts.clients import (
     MagicLinkRequestedV1,
     PasswordResetRequestedV1,
 )
-from kit.contracts.payments import OrderPaidV1, OrderRefundedV1
+from kit.contracts.payments import (
+    OrderPaidV1,
+    OrderRefundedV1,
+    SubscriptionEndedV1,
+    SubscriptionPaymentFailedV1,
+    SubscriptionRenewedV1,
+)
 from kit.db import utcnow
 from kit.logging import get_logger
 from kit.money import amount
@@ -52,14 +58,30 @@ CLIENT_ADDED = "client_added"
 CLAIM_ACCOUNT = "claim_account"
 RECEIPT = "receipt"
 REFUND = "refund"
+SUBSCRIPTION_RENEWED = "subscription_renewed"
+SUBSCRIPTION_PAYMENT_FAILED = "subscription_payment_failed"
+SUBSCRIPTION_ENDED = "subscription_ended"
+SUBSCRIPTION_ENDED_COACH = "subscription_ended_coach"
 
 # Fixed forever: changing it would change every email id and break deduplication.
 EMAIL_ID_NAMESPACE = uuid.UUID("5c6d3f0e-7f0a-4a59-9d8e-2f3b1c7e4a10")
 
 
-def email_id(event_id: uuid.UUID, template: str, recipient: str) -> uuid.UUID:
-    """The same event, template and recipient always give the same id (and Message-ID)."""
+def email_id(event_id: uuid.UUID | str, template: str, recipient: str) -> uuid.UUID:
+    """The same event (or natural key), template and recipient always give the same id
+    (and Message-ID)."""
     return uuid.uuid5(EMAIL_ID_NAMESPACE, f"{event_id}/{template}/{recipient}")
+
+
+def invoice_key(invoice_id: str, attempt: int | None = None) -> str:
+    """The natural key of an email about one invoice (or one attempt to charge it)."""
+    key = f"invoice:{invoice_id}"
+    return key if attempt is None else f"{key}:attempt:{attempt}"
+
+
+class BusinessNotKnownYet(RuntimeError):
+    """The event names a business whose ``clients.business_created.v1`` has not come yet:
+    raised so that the consumer retries the event later rather than drop the email."""
 
 
 def _expires_in(expires_at: datetime | None, occurred_at: datetime) -> str | None:
@@ -210,10 +232,19 @@ class EmailService:
             "discount_code": one_line(event.discount_code, 64) if event.discount_code else None,
             "total": total,
             "billing_label": money.billing_label(event.billing),
+            "next_charge_on": None,
             "paid_on": money.day(event.paid_at, locale),
             "order_id": str(event.order_id),
             "home_url": self._link("/home"),
         }
+        if event.subscription_id is not None:
+            # The first invoice of a subscription or payment plan: say what comes next.
+            price = amount(event.amount_minor, event.currency, locale)
+            label = money.subscription_billing(event.billing, price, event.installments_total)
+            if label is not None:
+                context["billing_label"] = label
+            if event.next_charge_at is not None:
+                context["next_charge_on"] = money.day(event.next_charge_at, locale)
         await self.queue(
             event, RECEIPT, event.buyer_email, context, event.business_id, key=event.order_id
         )
@@ -239,6 +270,137 @@ class EmailService:
             event, REFUND, event.buyer_email, context, event.business_id, key=event.refund_id
         )
 
+    # -- subscriptions and payment plans -------------------------------------------
+
+    async def subscription_renewed(self, event: SubscriptionRenewedV1) -> None:
+        """The receipt of a later invoice: once per invoice, whichever event brings it."""
+        locale = self.settings.price_locale
+        business_name = await self._business_name(event.business_name, event.business_id)
+        total = money.installments_of(event.billing, event.installments_total)
+        plan = event.billing.get("type") == "payment_plan" or event.installments_total is not None
+        period = None
+        if event.period_start is not None and event.period_end is not None:
+            period = (
+                f"{money.day(event.period_start, locale)} to {money.day(event.period_end, locale)}"
+            )
+        context = {
+            "name": _name(event.buyer_name),
+            "business_name": business_name or "your coach",
+            "offering_name": one_line(event.offering_name) or "Your subscription",
+            "paid": amount(event.amount_minor, event.currency, locale),
+            "paid_on": money.day(event.paid_at, locale),
+            "period": period,
+            "installment_label": (
+                f"Installment {event.installment} of {total}"
+                if plan and total
+                else (f"Installment {event.installment}" if plan else None)
+            ),
+            "completed": event.completed,
+            "next_charge_on": (
+                money.day(event.next_charge_at, locale)
+                if event.next_charge_at is not None and not event.completed
+                else None
+            ),
+            "order_id": str(event.order_id),
+            "home_url": self._link("/home"),
+        }
+        await self.queue(
+            event,
+            SUBSCRIPTION_RENEWED,
+            event.buyer_email,
+            context,
+            event.business_id,
+            key=invoice_key(event.invoice_id),
+        )
+
+    async def subscription_payment_failed(self, event: SubscriptionPaymentFailedV1) -> None:
+        """Once per failed attempt at an invoice: what failed and where to give a new card."""
+        locale = self.settings.price_locale
+        business_name = await self._business_name(event.business_name, event.business_id)
+        # The link must stay on this site whatever the event says; without a usable path
+        # the buyer still hears of the failure and finds the subscription from home.
+        path = safe_next_path(event.update_card_path)
+        if path is None:
+            log.error("update_card_path_refused", subscription_id=str(event.subscription_id))
+        failure = one_line(event.failure_message, 300) if event.failure_message else ""
+        context = {
+            "name": _name(event.buyer_name),
+            "business_name": business_name or "your coach",
+            "offering_name": one_line(event.offering_name) or "your subscription",
+            "amount": amount(event.amount_minor, event.currency, locale),
+            "failure_message": failure or None,
+            "failed_on": money.day(event.failed_at, locale),
+            "next_attempt_on": (
+                money.day(event.next_attempt_at, locale) if event.next_attempt_at else None
+            ),
+            "update_card_url": self.settings.public_url(path) if path else None,
+            "home_url": self._link("/home"),
+        }
+        await self.queue(
+            event,
+            SUBSCRIPTION_PAYMENT_FAILED,
+            event.buyer_email,
+            context,
+            event.business_id,
+            key=invoice_key(event.invoice_id, event.attempt),
+        )
+
+    async def subscription_ended(self, event: SubscriptionEndedV1) -> None:
+        """Once per subscription: the buyer is told, and the coach unless a plan completed.
+
+        The coach's address comes from the read model of businesses; if the business is
+        not known yet the event is retried (raising rolls back the buyer's email too, so
+        both are queued together on the retry)."""
+        locale = self.settings.price_locale
+        business = (
+            await self.repo.business_by_id(event.business_id)
+            if event.business_id is not None
+            else None
+        )
+        tell_coach = event.reason != "completed"
+        if tell_coach and business is None:
+            if event.business_id is None:
+                log.error("subscription_ended_without_business_id")
+                tell_coach = False
+            else:
+                raise BusinessNotKnownYet(f"business {event.business_id} not known yet")
+        named = one_line(event.business_name) if event.business_name else ""
+        business_name = named or (business.name if business is not None else "") or "your coach"
+        context = {
+            "name": _name(event.buyer_name),
+            "business_name": business_name,
+            "offering_name": one_line(event.offering_name) or "your subscription",
+            "reason": event.reason,
+            "access_ended": event.revoke_access,
+            "installments_paid": event.installments_paid,
+            "ended_on": money.day(event.ended_at, locale),
+            "home_url": self._link("/home"),
+        }
+        await self.queue(
+            event,
+            SUBSCRIPTION_ENDED,
+            event.buyer_email,
+            context,
+            event.business_id,
+            key=event.subscription_id,
+        )
+        if not tell_coach or business is None:
+            return
+        coach_context = {
+            **context,
+            "buyer_name": one_line(event.buyer_name) or "A client",
+            "buyer_email": _address(event.buyer_email),
+            "activity_url": self._link(f"/businesses/{business.business_id}/activity"),
+        }
+        await self.queue(
+            event,
+            SUBSCRIPTION_ENDED_COACH,
+            business.owner_email,
+            coach_context,
+            event.business_id,
+            key=event.subscription_id,
+        )
+
     async def _business_name(self, named: str | None, business_id: uuid.UUID | None) -> str | None:
         """The name the event gives, else the one the read model of businesses knows."""
         if named and one_line(named):
@@ -258,11 +420,12 @@ class EmailService:
         recipient: str,
         context: dict[str, Any],
         business_id: uuid.UUID | None,
-        key: uuid.UUID | None = None,
+        key: uuid.UUID | str | None = None,
     ) -> bool:
         """Render and store the email for the sender. False when it was already queued.
 
-        The email's id derives from ``key`` (default: the event's id), the template
+        The email's id derives from ``key`` (default: the event's id; else the natural
+        key of what the email is about: an order, a refund, an invoice), the template
         and the recipient, so the same key never queues a second email.
         """
         rendered = self.renderer.render(template, context)
@@ -304,6 +467,14 @@ class EmailService:
 
 def _name(display_name: str) -> str:
     return one_line(display_name) or "there"
+
+
+def _address(value: str) -> str:
+    """An address to show (normalised when it is one), on one line."""
+    try:
+        return normalize_email(value)
+    except ValueError:
+        return one_line(value, 320)
 
 
 async def list_business_emails(

@@ -23,7 +23,7 @@ class OrderRepository:
     def dialect(self) -> str:
         return str(self.session.get_bind().dialect.name)
 
-    async def claim(self, row: Order | Customer) -> bool:
+    async def claim(self, row: Order | Customer | Card) -> bool:
         """Insert ``row``; False when a unique key says it exists already (the other
         writer's row is visible once it committed: read it again)."""
         try:
@@ -115,10 +115,31 @@ class OrderRepository:
         query = select(Card).where(Card.stripe_payment_method_id == payment_method_id)
         return (await self.session.execute(query)).scalar_one_or_none()
 
-    async def save_card(self, values: dict[str, Any]) -> None:
-        table = cast(Table, Card.__table__)
-        statement = insert_ignoring_conflicts(self.dialect, table, ["stripe_payment_method_id"])
-        await self.session.execute(statement.values(id=uuid.uuid4(), **values))
+    async def save_card(self, values: dict[str, Any]) -> uuid.UUID:
+        """Keep a card (once per PaymentMethod, and once per card number of a buyer: a
+        card given again replaces the older PaymentMethod on the same row); its id."""
+        known = await self.card_by_payment_method(values["stripe_payment_method_id"])
+        if known is not None:
+            return known.id
+        fingerprint = values.get("fingerprint")
+        for _ in range(2):
+            if fingerprint:
+                query = select(Card).where(
+                    Card.customer_id == values["customer_id"], Card.fingerprint == fingerprint
+                )
+                same = (await self.session.execute(query)).scalar_one_or_none()
+                if same is not None:
+                    same.stripe_payment_method_id = values["stripe_payment_method_id"]
+                    same.exp_month, same.exp_year = values["exp_month"], values["exp_year"]
+                    await self.session.flush()
+                    return same.id
+            card = Card(id=uuid.uuid4(), **values)
+            if await self.claim(card):
+                return card.id
+            known = await self.card_by_payment_method(values["stripe_payment_method_id"])
+            if known is not None:
+                return known.id
+        raise IntegrityError("save_card", None, Exception("card changed concurrently"))
 
     # -- payments ---------------------------------------------------------------------
 
@@ -133,6 +154,22 @@ class OrderRepository:
             .returning(table.c.id)
         )
         return (await self.session.execute(statement)).first() is not None
+
+    async def charged_payment_intent(self, order_id: uuid.UUID) -> str | None:
+        """The PaymentIntent that paid the order: its own, or its first invoice's."""
+        query = (
+            select(Payment.stripe_payment_intent_id)
+            .where(Payment.order_id == order_id, Payment.stripe_payment_intent_id.is_not(None))
+            .order_by(Payment.paid_at, Payment.id)
+            .limit(1)
+        )
+        return (await self.session.execute(query)).scalar_one_or_none()
+
+    async def order_id_of_payment_intent(self, payment_intent_id: str) -> uuid.UUID | None:
+        query = select(Payment.order_id).where(
+            Payment.stripe_payment_intent_id == payment_intent_id
+        )
+        return (await self.session.execute(query.limit(1))).scalar_one_or_none()
 
     async def has_payment(self, order_id: uuid.UUID) -> bool:
         query = select(func.count()).select_from(Payment).where(Payment.order_id == order_id)

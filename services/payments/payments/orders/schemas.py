@@ -49,6 +49,8 @@ class OrderOut(BaseModel):
     # Only in answers to /pay and /refresh while status is requires_action: the
     # PaymentIntent's secret for Stripe.js confirmCardPayment (3-D Secure).
     client_secret: str | None = None
+    # Set for a recurring offering or payment plan once its subscription exists.
+    subscription_id: uuid.UUID | None = None
 
 
 class StripeSetupOut(BaseModel):

@@ -26,15 +26,25 @@ from kit.logging import get_logger
 from kit.messaging import Outbox
 from payments.catalog_client import CatalogClient, Quote
 from payments.config import PaymentsSettings
-from payments.models import OPEN_STATUSES, PENDING, REQUIRES_ACTION, Card, Customer, Order
+from payments.models import (
+    OPEN_STATUSES,
+    PENDING,
+    REQUIRES_ACTION,
+    SUBSCRIPTION_BILLING,
+    Card,
+    Customer,
+    Order,
+)
 from payments.orders import schemas
 from payments.orders.repository import OrderRepository
 from payments.orders.settlement import Settlement
 from payments.stripe_gateway.gateway import StripeGateway
+from payments.subscriptions.repository import SubscriptionRepository
+from payments.subscriptions.settlement import SubscriptionSettlement
 
 log = get_logger(__name__)
 
-SUPPORTED_BILLING = ("free", "one_time")
+SUPPORTED_BILLING = ("free", "one_time", *SUBSCRIPTION_BILLING)
 
 
 def access_token(secret: str, order_id: uuid.UUID) -> str:
@@ -43,7 +53,13 @@ def access_token(secret: str, order_id: uuid.UUID) -> str:
     return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
 
 
-def order_out(order: Order, client_secret: str | None = None) -> schemas.OrderOut:
+def is_subscription(order: Order) -> bool:
+    return order.billing.get("type") in SUBSCRIPTION_BILLING
+
+
+def order_out(
+    order: Order, client_secret: str | None = None, subscription_id: uuid.UUID | None = None
+) -> schemas.OrderOut:
     return schemas.OrderOut(
         id=order.id,
         business_id=order.business_id,
@@ -65,6 +81,7 @@ def order_out(order: Order, client_secret: str | None = None) -> schemas.OrderOu
         created_at=order.created_at,
         paid_at=order.paid_at,
         client_secret=client_secret if order.status == REQUIRES_ACTION else None,
+        subscription_id=subscription_id,
     )
 
 
@@ -111,6 +128,9 @@ class OrderService:
     def __post_init__(self) -> None:
         self.repo = OrderRepository(self.session)
         self.settlement = Settlement(self.session, self.outbox)
+        self.subscriptions = SubscriptionSettlement(
+            self.session, self.outbox, self.stripe, self.settings.secret_key
+        )
 
     # -- create ------------------------------------------------------------------------
 
@@ -125,8 +145,8 @@ class OrderService:
         quote = await self.catalog.quote(body.offering_id, body.discount_code, bearer)
         if quote.billing.get("type") not in SUPPORTED_BILLING:
             raise InvalidInput(
-                "Only one-time purchases can be bought for now.",
-                errors=[FieldError("offering_id", "subscriptions and payment plans come later")],
+                "This offering cannot be bought.",
+                errors=[FieldError("offering_id", "unknown billing")],
                 reason="billing_not_supported",
             )
         existing = await self.repo.by_key(quote.business_id, idempotency_key)
@@ -146,6 +166,8 @@ class OrderService:
             customer=str(customer.stripe_customer_id),
             metadata={"order_id": str(order.id), "business_id": str(order.business_id)},
             idempotency_key=f"order-{order.id}-setup",
+            # Renewals charge the card while the buyer is away.
+            usage="off_session" if is_subscription(order) else "on_session",
         )
         order.customer_id = customer.id
         order.stripe_customer_id = customer.stripe_customer_id
@@ -267,7 +289,14 @@ class OrderService:
     async def get(
         self, order_id: uuid.UUID, viewer: Principal | None, token: str | None
     ) -> schemas.OrderOut:
-        return order_out(self._authorize(await self.repo.get(order_id), viewer, token))
+        order = self._authorize(await self.repo.get(order_id), viewer, token)
+        return order_out(order, subscription_id=await self._subscription_id(order))
+
+    async def _subscription_id(self, order: Order) -> uuid.UUID | None:
+        if not is_subscription(order):
+            return None
+        subscription = await SubscriptionRepository(self.session).of_order(order.id)
+        return subscription.id if subscription is not None else None
 
     async def list(self, business_id: uuid.UUID, limit: int, offset: int) -> schemas.OrderList:
         items, total = await self.repo.page(business_id, limit, offset)
@@ -285,31 +314,14 @@ class OrderService:
         token: str | None,
     ) -> schemas.OrderOut:
         order = self._authorize(await self.repo.lock(order_id), viewer, token)
+        if is_subscription(order):
+            return await self._subscribe(order, body, viewer)
         if order.status != PENDING or order.stripe_payment_intent_id is not None:
             # Paid, failed, waiting for 3-D Secure, or a double submit: never a second charge.
             return await self._settle_from_stripe(order)
         if order.stripe_customer_id is None or order.customer_id is None:
             raise Conflict("This order has nothing to pay.")
-        payment_method = await self._payment_method_for(order, body.payment_method_id, viewer)
-        card = await self.stripe.card(payment_method)
-        if card is None:
-            raise InvalidInput.for_field("payment_method_id", "not a card")
-        if card.customer is None:
-            await self.stripe.attach(payment_method, order.stripe_customer_id)
-        elif card.customer != order.stripe_customer_id:
-            raise InvalidInput.for_field("payment_method_id", "not a card of this buyer")
-        await self.repo.save_card(
-            {
-                "business_id": order.business_id,
-                "customer_id": order.customer_id,
-                "stripe_payment_method_id": card.payment_method_id,
-                "brand": card.brand,
-                "last4": card.last4,
-                "exp_month": card.exp_month,
-                "exp_year": card.exp_year,
-                "created_at": utcnow(),
-            }
-        )
+        payment_method, _ = await self._card_for(order, body, viewer)
         metadata = {"order_id": str(order.id), "business_id": str(order.business_id)}
         intent = await self.stripe.create_payment_intent(
             amount=order.amount_minor,
@@ -330,11 +342,66 @@ class OrderService:
         log.info("order_payment_confirmed", order_id=str(order.id), outcome=outcome)
         return order_out(order, intent.client_secret)
 
+    async def _card_for(
+        self, order: Order, body: schemas.PayIn, viewer: Principal | None
+    ) -> tuple[str, uuid.UUID]:
+        """The PaymentMethod to charge, attached to the order's Stripe customer and saved
+        (brand, last 4, expiry; the same card number twice is one saved card)."""
+        assert order.stripe_customer_id is not None and order.customer_id is not None
+        payment_method = await self._payment_method_for(order, body.payment_method_id, viewer)
+        card = await self.stripe.card(payment_method)
+        if card is None:
+            raise InvalidInput.for_field("payment_method_id", "not a card")
+        if card.customer is None:
+            await self.stripe.attach(payment_method, order.stripe_customer_id)
+        elif card.customer != order.stripe_customer_id:
+            raise InvalidInput.for_field("payment_method_id", "not a card of this buyer")
+        card_id = await self.repo.save_card(
+            {
+                "business_id": order.business_id,
+                "customer_id": order.customer_id,
+                "stripe_payment_method_id": card.payment_method_id,
+                "fingerprint": card.fingerprint,
+                "brand": card.brand,
+                "last4": card.last4,
+                "exp_month": card.exp_month,
+                "exp_year": card.exp_year,
+                "created_at": utcnow(),
+            }
+        )
+        return payment_method, card_id
+
+    async def _subscribe(
+        self, order: Order, body: schemas.PayIn, viewer: Principal | None
+    ) -> schemas.OrderOut:
+        """A recurring offering or payment plan: one Stripe Subscription per order, its
+        first invoice charged now. A double submit re-reads the first one."""
+        existing = await SubscriptionRepository(self.session).lock_of_order(order.id)
+        if existing is not None or order.status != PENDING:
+            return await self._settle_subscription(order)
+        if order.stripe_customer_id is None or order.customer_id is None:
+            raise Conflict("This order has nothing to pay.")
+        payment_method, card_id = await self._card_for(order, body, viewer)
+        outcome, secret = await self.subscriptions.start(order, payment_method, card_id)
+        log.info("order_subscription_started", order_id=str(order.id), outcome=outcome)
+        return order_out(order, secret, await self._subscription_id(order))
+
+    async def _settle_subscription(self, order: Order) -> schemas.OrderOut:
+        subscription = await SubscriptionRepository(self.session).lock_of_order(order.id)
+        if subscription is None:
+            return order_out(order)
+        secret = None
+        if order.status in OPEN_STATUSES:
+            _, secret = await self.subscriptions.refresh(order, subscription)
+        return order_out(order, secret, subscription.id)
+
     async def refresh(
         self, order_id: uuid.UUID, viewer: Principal | None, token: str | None
     ) -> schemas.OrderOut:
         """After confirmCardPayment (3-D Secure): re-read the PaymentIntent and settle."""
         order = self._authorize(await self.repo.lock(order_id), viewer, token)
+        if is_subscription(order):
+            return await self._settle_subscription(order)
         return await self._settle_from_stripe(order)
 
     async def _settle_from_stripe(self, order: Order) -> schemas.OrderOut:

@@ -10,7 +10,9 @@ un-pays: only an open order (pending, requires action) can fail.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -58,6 +60,20 @@ class Settlement:
         )
         if not granted:
             return False
+        await self.grant(order, now)
+        return True
+
+    async def grant(
+        self,
+        order: Order,
+        now: datetime,
+        *,
+        subscription_id: uuid.UUID | None = None,
+        next_charge_at: datetime | None = None,
+        installments_total: int | None = None,
+    ) -> None:
+        """Mark the order paid and announce it. Callers hold the order's lock and have
+        just inserted the payment row that makes this happen once."""
         order.status = PAID
         order.paid_at = now
         order.failure_reason = None
@@ -82,10 +98,12 @@ class Settlement:
                 discount_minor=order.discount_minor,
                 paid_at=now,
                 business_name=order.business_name,
+                subscription_id=subscription_id,
+                next_charge_at=next_charge_at,
+                installments_total=installments_total,
             ),
         )
         log.info("order_paid", order_id=str(order.id), business_id=str(order.business_id))
-        return True
 
     async def failed(self, order: Order, reason: str | None) -> bool:
         """Fail an open order; a paid (or otherwise closed) order stays as it is."""

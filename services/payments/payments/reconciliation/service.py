@@ -1,7 +1,7 @@
 """Reconciliation: the safety net for lost webhooks and abandoned 3-D Secure pages.
 
-Orders still open (pending, requires action) whose PaymentIntent was created more
-than ``reconcile_after_seconds`` ago are re-read from Stripe and settled through
+Orders still open (pending, requires action) whose PaymentIntent (or subscription)
+was created more than ``reconcile_after_seconds`` ago are re-read from Stripe and settled through
 the same :class:`Settlement` as everything else, each in its own transaction with
 the order's row locked.
 """
@@ -21,6 +21,8 @@ from payments.models import OPEN_STATUSES
 from payments.orders.repository import OrderRepository
 from payments.orders.settlement import Settlement
 from payments.stripe_gateway.gateway import StripeGateway
+from payments.subscriptions.repository import SubscriptionRepository
+from payments.subscriptions.settlement import SubscriptionSettlement
 
 log = get_logger(__name__)
 
@@ -31,6 +33,7 @@ class Reconciler:
     outbox: Outbox
     stripe: StripeGateway
     after_seconds: int
+    secret_key: str = ""  # signs update-card links (never needed for a first invoice)
     batch_size: int = 100
 
     async def run_once(self) -> dict[str, int]:
@@ -38,6 +41,9 @@ class Reconciler:
         cutoff = utcnow() - timedelta(seconds=self.after_seconds)
         async with self.sessionmaker() as session:
             order_ids = await OrderRepository(session).stale_open_payments(cutoff, self.batch_size)
+            order_ids += await SubscriptionRepository(session).stale_incomplete(
+                cutoff, self.batch_size
+            )
         outcomes: dict[str, int] = {}
         for order_id in order_ids:
             try:
@@ -53,6 +59,15 @@ class Reconciler:
             order = await OrderRepository(session).lock(order_id)
             if order is None or order.status not in OPEN_STATUSES:
                 return "settled_meanwhile"
+            subscription = await SubscriptionRepository(session).lock_of_order(order_id)
+            if subscription is not None:
+                settlement = SubscriptionSettlement(
+                    session, self.outbox, self.stripe, self.secret_key
+                )
+                outcome, _ = await settlement.refresh(order, subscription)
+                if outcome != "unchanged":
+                    log.info("order_reconciled", order_id=str(order_id), outcome=outcome)
+                return outcome
             if order.stripe_payment_intent_id is None:
                 return "no_payment_intent"
             intent = await self.stripe.payment_intent(order.stripe_payment_intent_id)

@@ -31,7 +31,7 @@ from kit.errors import Conflict, FieldError, InvalidInput, NotFound
 from kit.logging import get_logger
 from kit.messaging import Outbox
 from kit.money import amount
-from payments.models import PAID, REFUNDED, Order, Refund
+from payments.models import CANCELED, ENDED_STATUSES, PAID, REFUNDED, Order, Refund
 from payments.orders.repository import OrderRepository
 from payments.refunds import schemas
 from payments.refunds.repository import RefundRepository
@@ -40,6 +40,7 @@ from payments.stripe_gateway.gateway import (
     StripeGateway,
     charge_refunds,
 )
+from payments.subscriptions.repository import SubscriptionRepository
 
 log = get_logger(__name__)
 
@@ -147,7 +148,11 @@ class Refunds:
         info = charge_refunds(charge)
         if not info.payment_intent_id:
             return "not_ours"
-        order = await OrderRepository(self.session).lock_by_payment_intent(info.payment_intent_id)
+        orders = OrderRepository(self.session)
+        order = await orders.lock_by_payment_intent(info.payment_intent_id)
+        if order is None:  # a subscription's first invoice pays its order
+            order_id = await orders.order_id_of_payment_intent(info.payment_intent_id)
+            order = await orders.lock(order_id) if order_id is not None else None
         if order is None:
             return "not_ours"
         if order.status not in REFUNDABLE:
@@ -195,7 +200,8 @@ class RefundService:
                 )
             return refund_out(existing, order), False
         remaining = order.amount_minor - order.refunded_minor
-        if order.status not in REFUNDABLE or not order.stripe_payment_intent_id or remaining <= 0:
+        charged = await OrderRepository(self.session).charged_payment_intent(order.id)
+        if order.status not in REFUNDABLE or not charged or remaining <= 0:
             message = (
                 "This order is refunded already."
                 if order.status == REFUNDED
@@ -226,7 +232,7 @@ class RefundService:
         if reason:
             metadata["reason"] = reason[:500]
         info = await self.stripe.create_refund(
-            payment_intent_id=order.stripe_payment_intent_id,
+            payment_intent_id=charged,
             amount=to_refund,
             metadata=metadata,
             idempotency_key=f"refund-{order.id}-{idempotency_key}",
@@ -244,4 +250,17 @@ class RefundService:
             created_by=coach_account_id,
             refund_id=refund_id,
         )
+        if body.revoke_access and order.refunded_minor >= order.amount_minor:
+            await self._stop_subscription(order)
         return refund_out(refund, order), True
+
+    async def _stop_subscription(self, order: Order) -> None:
+        """A full refund that takes access back also stops what would charge next."""
+        subscription = await SubscriptionRepository(self.session).lock_of_order(order.id)
+        if subscription is None or subscription.status in ENDED_STATUSES:
+            return
+        if subscription.stripe_subscription_id:
+            await self.stripe.cancel_now(subscription.stripe_subscription_id)
+        subscription.status = CANCELED
+        subscription.end_reason = "refunded"
+        subscription.ended_at = subscription.updated_at = utcnow()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import stripe
@@ -47,6 +48,7 @@ class CardInfo:
     last4: str
     exp_month: int
     exp_year: int
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,36 @@ class PaymentIntentInfo:
     currency: str
     metadata: dict[str, str] = field(default_factory=dict)
     failure_message: str | None = None
+
+
+@dataclass(frozen=True)
+class InvoiceInfo:
+    """What we keep of an invoice of a subscription (from the API or a webhook)."""
+
+    id: str
+    subscription: str | None
+    status: str  # draft | open | paid | uncollectible | void
+    amount_due: int
+    amount_paid: int
+    currency: str
+    created: datetime | None
+    period_start: datetime | None
+    period_end: datetime | None
+    attempt_count: int
+    next_payment_attempt: datetime | None
+    payment_intent: PaymentIntentInfo | None
+    payment_intent_id: str | None
+
+
+@dataclass(frozen=True)
+class SubscriptionInfo:
+    id: str
+    # incomplete | incomplete_expired | trialing | active | past_due | unpaid | canceled
+    status: str
+    cancel_at_period_end: bool
+    current_period_end: datetime | None
+    latest_invoice: InvoiceInfo | None
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -112,6 +144,62 @@ def _id_of(value: Any) -> str | None:
     return str(found) if found else None
 
 
+def stripe_time(value: Any) -> datetime | None:
+    """A Stripe timestamp (seconds since the epoch) as an aware datetime."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return datetime.fromtimestamp(int(value), UTC)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def invoice_info(invoice: Any) -> InvoiceInfo:
+    """An invoice from the API or a webhook. Newer API versions moved the subscription
+    under ``parent`` and the period onto the lines: both shapes are read."""
+    invoice = _plain(invoice)
+    subscription = _id_of(invoice.get("subscription"))
+    if subscription is None:
+        details = (invoice.get("parent") or {}).get("subscription_details") or {}
+        subscription = _id_of(details.get("subscription"))
+    lines = (invoice.get("lines") or {}).get("data") or []
+    period = (lines[0].get("period") if lines and isinstance(lines[0], dict) else None) or {}
+    intent = invoice.get("payment_intent")
+    return InvoiceInfo(
+        id=str(invoice["id"]),
+        subscription=subscription,
+        status=str(invoice.get("status") or ""),
+        amount_due=int(invoice.get("amount_due") or 0),
+        amount_paid=int(invoice.get("amount_paid") or 0),
+        currency=str(invoice.get("currency") or ""),
+        created=stripe_time(invoice.get("created") or invoice.get("date")),
+        period_start=stripe_time(period.get("start") or invoice.get("period_start")),
+        period_end=stripe_time(period.get("end") or invoice.get("period_end")),
+        attempt_count=int(invoice.get("attempt_count") or 1),
+        next_payment_attempt=stripe_time(invoice.get("next_payment_attempt")),
+        payment_intent=payment_intent_info(intent) if isinstance(intent, dict) else None,
+        payment_intent_id=_id_of(intent),
+    )
+
+
+def subscription_info(subscription: Any) -> SubscriptionInfo:
+    subscription = _plain(subscription)
+    period_end = subscription.get("current_period_end")
+    if period_end is None:  # newer API versions keep the period on the item
+        items = (subscription.get("items") or {}).get("data") or []
+        period_end = items[0].get("current_period_end") if items else None
+    latest = subscription.get("latest_invoice")
+    metadata = subscription.get("metadata") or {}
+    return SubscriptionInfo(
+        id=str(subscription["id"]),
+        status=str(subscription.get("status") or ""),
+        cancel_at_period_end=bool(subscription.get("cancel_at_period_end")),
+        current_period_end=stripe_time(period_end),
+        latest_invoice=invoice_info(latest) if isinstance(latest, dict) else None,
+        metadata={str(k): str(v) for k, v in dict(metadata).items()},
+    )
+
+
 def _failure_message(intent: Any) -> str | None:
     error = intent.get("last_payment_error")
     if not error:
@@ -133,6 +221,10 @@ def payment_intent_info(intent: Any) -> PaymentIntentInfo:
         metadata={str(k): str(v) for k, v in dict(metadata).items()},
         failure_message=_failure_message(intent),
     )
+
+
+# The first invoice's PaymentIntent, to settle or to confirm with 3-D Secure.
+EXPAND_LATEST_INVOICE = ("latest_invoice", "latest_invoice.payment_intent")
 
 
 class StripeGateway:
@@ -172,15 +264,21 @@ class StripeGateway:
     # -- cards --------------------------------------------------------------------------
 
     async def create_setup_intent(
-        self, *, customer: str, metadata: dict[str, str], idempotency_key: str
+        self,
+        *,
+        customer: str,
+        metadata: dict[str, str],
+        idempotency_key: str,
+        usage: str = "on_session",
     ) -> SetupIntentInfo:
-        # Only parameters that mean the same on every API version (and that localstripe
-        # knows): cards are what Stripe offers for on-session setup by default.
+        """``usage`` is ``off_session`` for a card that renewals will charge while the
+        buyer is away. Only parameters that mean the same on every API version (and
+        that localstripe knows): cards are what Stripe offers by default."""
         intent = await self._call(
             self.client.v1.setup_intents.create_async(
                 params={
                     "customer": customer,
-                    "usage": "on_session",
+                    "usage": usage,
                     "metadata": metadata,
                 },
                 options={"idempotency_key": idempotency_key},
@@ -225,6 +323,7 @@ class StripeGateway:
             last4=str(card.get("last4") or ""),
             exp_month=int(card.get("exp_month") or 0),
             exp_year=int(card.get("exp_year") or 0),
+            fingerprint=str(card["fingerprint"]) if card.get("fingerprint") else None,
         )
 
     async def attach(self, payment_method_id: str, customer: str) -> None:
@@ -293,6 +392,126 @@ class StripeGateway:
     async def payment_intent(self, payment_intent_id: str) -> PaymentIntentInfo:
         return payment_intent_info(
             await self._call(self.client.v1.payment_intents.retrieve_async(payment_intent_id))
+        )
+
+    # -- subscriptions ------------------------------------------------------------------
+
+    async def create_product(
+        self, *, name: str, metadata: dict[str, str], idempotency_key: str
+    ) -> str:
+        product = await self._call(
+            self.client.v1.products.create_async(
+                params={"name": name, "metadata": metadata},
+                options={"idempotency_key": idempotency_key},
+            )
+        )
+        return str(product.id)
+
+    async def create_plan(
+        self,
+        *,
+        product: str,
+        amount: int,
+        currency: str,
+        interval: str,
+        interval_count: int,
+        metadata: dict[str, str],
+        idempotency_key: str,
+    ) -> str:
+        plan = await self._call(
+            self.client.v1.plans.create_async(
+                params={
+                    "product": product,
+                    "amount": amount,
+                    "currency": currency.lower(),
+                    "interval": interval,
+                    "interval_count": interval_count,
+                    "metadata": metadata,
+                },
+                options={"idempotency_key": idempotency_key},
+            )
+        )
+        return str(plan.id)
+
+    async def set_default_card(self, customer: str, payment_method_id: str) -> None:
+        """The card invoices charge: the customer's default (localstripe knows no
+        per-subscription default, and every subscription of a buyer uses one card)."""
+        await self._call(
+            self.client.v1.customers.update_async(
+                customer,
+                params={"invoice_settings": {"default_payment_method": payment_method_id}},
+            )
+        )
+
+    async def create_subscription(
+        self, *, customer: str, plan: str, metadata: dict[str, str], idempotency_key: str
+    ) -> SubscriptionInfo:
+        """Subscribe and charge the first invoice now (a declined card is an answer:
+        the subscription stays ``incomplete`` and its PaymentIntent says why)."""
+        try:
+            subscription = await self.client.v1.subscriptions.create_async(
+                params={
+                    "customer": customer,
+                    "items": [{"plan": plan}],
+                    "metadata": metadata,
+                    "expand": list(EXPAND_LATEST_INVOICE),
+                },
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.CardError as exc:
+            raise InvalidInput.for_field(
+                "payment_method_id", str(exc.user_message or "The card was declined.")
+            ) from exc
+        except stripe.StripeError as exc:
+            log.warning("stripe_call_failed", error=type(exc).__name__, status=exc.http_status)
+            raise PaymentProviderError(str(exc.user_message or "Stripe refused.")) from exc
+        return subscription_info(subscription)
+
+    async def subscription(self, subscription_id: str) -> SubscriptionInfo:
+        return subscription_info(
+            await self._call(
+                self.client.v1.subscriptions.retrieve_async(
+                    subscription_id, params={"expand": list(EXPAND_LATEST_INVOICE)}
+                )
+            )
+        )
+
+    async def cancel_at_period_end(self, subscription_id: str) -> SubscriptionInfo:
+        return subscription_info(
+            await self._call(
+                self.client.v1.subscriptions.update_async(
+                    subscription_id, params={"cancel_at_period_end": True}
+                )
+            )
+        )
+
+    async def cancel_now(self, subscription_id: str) -> None:
+        """End a subscription at once (a finished payment plan). Already ended: done."""
+        try:
+            await self.client.v1.subscriptions.cancel_async(subscription_id)
+        except stripe.InvalidRequestError as exc:
+            current = await self.subscription(subscription_id)
+            if current.status not in ("canceled", "incomplete_expired"):
+                raise PaymentProviderError(str(exc.user_message or "Stripe refused.")) from exc
+        except stripe.StripeError as exc:
+            raise PaymentProviderError(str(exc.user_message or "Stripe refused.")) from exc
+
+    async def pay_invoice(self, invoice_id: str) -> InvoiceInfo:
+        """Charge an open invoice again now (after a new card); a decline is an answer."""
+        try:
+            await self.client.v1.invoices.pay_async(invoice_id)
+        except stripe.CardError:
+            pass  # the invoice stays open; its PaymentIntent says why
+        except stripe.InvalidRequestError as exc:
+            log.info("stripe_invoice_not_payable", invoice=invoice_id, status=exc.http_status)
+        except stripe.StripeError as exc:
+            raise PaymentProviderError(str(exc.user_message or "Stripe refused.")) from exc
+        return invoice_info(
+            await self._call(
+                self.client.v1.invoices.retrieve_async(
+                    invoice_id, params={"expand": ["payment_intent"]}
+                )
+            )
         )
 
     # -- refunds ------------------------------------------------------------------------

@@ -31,7 +31,15 @@ from payments.config import PaymentsSettings
 from payments.models import Order
 from payments.orders.repository import OrderRepository
 from payments.orders.settlement import Settlement
-from payments.stripe_gateway.gateway import StripeGateway, payment_intent_info
+from payments.stripe_gateway.gateway import (
+    StripeGateway,
+    invoice_info,
+    payment_intent_info,
+    stripe_time,
+    subscription_info,
+)
+from payments.subscriptions.repository import SubscriptionRepository
+from payments.subscriptions.settlement import SubscriptionSettlement
 from payments.webhooks.repository import StripeEventRepository
 
 log = get_logger(__name__)
@@ -39,7 +47,15 @@ log = get_logger(__name__)
 SUCCEEDED = "payment_intent.succeeded"
 PAYMENT_FAILED = "payment_intent.payment_failed"
 HANDLED = (SUCCEEDED, PAYMENT_FAILED)
+INVOICE_PAID = ("invoice.payment_succeeded", "invoice.paid")
+INVOICE_FAILED = "invoice.payment_failed"
+SUBSCRIPTION_UPDATED = "customer.subscription.updated"
+SUBSCRIPTION_DELETED = "customer.subscription.deleted"
+SUBSCRIPTION_EVENTS = (*INVOICE_PAID, INVOICE_FAILED, SUBSCRIPTION_UPDATED, SUBSCRIPTION_DELETED)
 MAX_RETRY_SECONDS = 300
+# A subscription we do not know yet may be one whose creating request has not
+# committed: retried for this long, then taken as not ours.
+UNKNOWN_SUBSCRIPTION_GRACE = timedelta(minutes=10)
 
 
 @dataclass
@@ -74,6 +90,10 @@ class NotReadyYet(Exception):
 class StripeEventProcessor:
     sessionmaker: async_sessionmaker[AsyncSession]
     outbox: Outbox
+    # Subscriptions: a finished payment plan is canceled in Stripe; failed-payment
+    # emails carry an update-card link signed with the secret key.
+    stripe: StripeGateway
+    secret_key: str
     max_attempts: int = 20
 
     # Events processed at once by one worker on PostgreSQL (each in its own transaction,
@@ -148,6 +168,8 @@ class StripeEventProcessor:
 
             return await Refunds(session, self.outbox).charge_refunded(event["data"]["object"])
         # ---------------------------------------------------------------------------------
+        if type_ in SUBSCRIPTION_EVENTS:
+            return await self._subscription_event(session, type_, event)
         if type_ not in HANDLED:
             return "ignored"
         intent = payment_intent_info(event["data"]["object"])
@@ -161,6 +183,42 @@ class StripeEventProcessor:
             return "other_payment_intent"
         failed = await settlement.failed(order, intent.failure_message)
         return "failed" if failed else "unchanged"
+
+    async def _subscription_event(
+        self, session: AsyncSession, type_: str, event: dict[str, Any]
+    ) -> str:
+        """Invoices and subscription changes, with the order's row locked, then the
+        subscription's (the order a subscription belongs to is looked up first)."""
+        obj = event["data"]["object"]
+        if type_.startswith("invoice."):
+            invoice = invoice_info(obj)
+            stripe_id = invoice.subscription
+        else:
+            info = subscription_info(obj)
+            stripe_id = info.id
+        if not stripe_id:
+            return "not_ours"
+        order_id = await SubscriptionRepository(session).order_id_of_stripe(stripe_id)
+        if order_id is None:
+            created = stripe_time(event.get("created"))
+            if created is not None and utcnow() - created < UNKNOWN_SUBSCRIPTION_GRACE:
+                raise NotReadyYet(f"subscription {stripe_id} is not known yet")
+            return "not_ours"
+        order = await OrderRepository(session).lock(order_id)
+        subscription = await SubscriptionRepository(session).lock_of_order(order_id)
+        if order is None or subscription is None:
+            return "not_ours"
+        settlement = SubscriptionSettlement(session, self.outbox, self.stripe, self.secret_key)
+        if type_ in INVOICE_PAID:
+            return await settlement.invoice_paid(order, subscription, invoice)
+        if type_ == INVOICE_FAILED:
+            message = invoice.payment_intent.failure_message if invoice.payment_intent else None
+            return await settlement.invoice_failed(order, subscription, invoice, message)
+        if type_ == SUBSCRIPTION_DELETED:
+            return await settlement.deleted(order, subscription, info)
+        return await settlement.updated(
+            order, subscription, info, stripe_time(event.get("created"))
+        )
 
     async def _order_for(
         self, session: AsyncSession, payment_intent_id: str, order_id: str | None

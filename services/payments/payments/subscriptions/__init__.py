@@ -1,0 +1,1 @@
+"""Subscriptions and payment plans: one Stripe Subscription per order."""
