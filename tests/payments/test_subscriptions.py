@@ -464,3 +464,42 @@ async def test_the_same_card_given_twice_is_one_saved_card(
     assert len(cards) == 1, [(c.stripe_payment_method_id, c.fingerprint) for c in cards]
     assert cards[0].fingerprint
     assert first.order["status"] == second.order["status"] == "paid"
+
+
+async def test_the_coach_sees_renewals_failures_and_ends_in_activity(
+    payments: Payments, plans: Plans
+) -> None:
+    bought = await subscribe(payments, plans.monthly)
+    now = int(time.time())
+    paid = invoice(bought.stripe_subscription, created=now + MONTH, amount=5000)
+    failed = invoice(
+        bought.stripe_subscription, created=now + 2 * MONTH, amount=5000, status="open"
+    )
+    await deliver(payments, "invoice.payment_succeeded", paid)
+    await deliver(payments, "invoice.payment_failed", failed)
+    await deliver(
+        payments,
+        "customer.subscription.deleted",
+        {**bought.stripe_subscription, "status": "canceled"},
+    )
+    business = plans.business
+    url = business.url("/activity").replace("/catalog/", "/payments/")
+    feed = await payments.http.get(url, headers=business.coach)
+    assert feed.status_code == 200, feed.text
+    kinds = [item["kind"] for item in feed.json()["items"]]
+    assert sorted(kinds) == ["payment_failed", "purchase", "renewal", "subscription_ended"]
+    [ended] = [i for i in feed.json()["items"] if i["kind"] == "subscription_ended"]
+    assert (ended["end_reason"], ended["subscription_id"]) == (
+        "payment_failed",
+        bought.subscription_id,
+    )
+    [usd] = feed.json()["summary"]
+    assert usd["gross_minor"] == 10000  # the purchase and one renewal
+    only = await payments.http.get(url, params={"kind": "renewal"}, headers=business.coach)
+    assert [i["amount_minor"] for i in only.json()["items"]] == [5000]
+    # Another business sees none of it.
+    other = await payments.catalog.business("Other Studio")
+    theirs = await payments.http.get(
+        other.url("/activity").replace("/catalog/", "/payments/"), headers=other.coach
+    )
+    assert theirs.json()["items"] == []

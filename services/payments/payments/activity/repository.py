@@ -1,4 +1,5 @@
-"""Every query of the activity feed: one UNION over orders and refunds, keyset-paged."""
+"""Every query of the activity feed: one UNION over orders, invoice payments, failures,
+subscription ends and refunds, keyset-paged."""
 
 from __future__ import annotations
 
@@ -19,9 +20,22 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payments.models import FAILED, PAID, REFUNDED, Order, Refund
+from payments.models import (
+    FAILED,
+    INVOICE,
+    PAID,
+    REFUNDED,
+    InvoiceFailure,
+    Order,
+    Payment,
+    Refund,
+    Subscription,
+)
 
 SOLD = (PAID, REFUNDED)
+# Ends the feed shows (a subscription that never started, or was stopped by a refund,
+# is already there as a failure or a refund).
+ANNOUNCED_ENDS = ("canceled", "payment_failed", "completed")
 PERIODS = {"day": "day", "week": "week", "month": "month"}
 
 
@@ -80,6 +94,41 @@ class ActivityRepository:
                     *_between(Refund.created_at, start, end),
                 )
             )
+        if "renewal" in kinds:
+            # Every paid invoice after the first (which is the order's own purchase).
+            parts.append(
+                select(
+                    Payment.id.label("id"),
+                    literal_column("'renewal'", String).label("kind"),
+                    Payment.paid_at.label("at"),
+                )
+                .join(Order, Order.id == Payment.order_id)
+                .where(*self._renewals(business_id), *_between(Payment.paid_at, start, end))
+            )
+        if "payment_failed" in kinds:
+            parts.append(
+                select(
+                    InvoiceFailure.id.label("id"),
+                    literal_column("'payment_failed'", String).label("kind"),
+                    InvoiceFailure.failed_at.label("at"),
+                ).where(
+                    InvoiceFailure.business_id == business_id,
+                    *_between(InvoiceFailure.failed_at, start, end),
+                )
+            )
+        if "subscription_ended" in kinds:
+            parts.append(
+                select(
+                    Subscription.id.label("id"),
+                    literal_column("'subscription_ended'", String).label("kind"),
+                    Subscription.ended_at.label("at"),
+                ).where(
+                    Subscription.business_id == business_id,
+                    Subscription.ended_at.is_not(None),
+                    Subscription.end_reason.in_(ANNOUNCED_ENDS),
+                    *_between(Subscription.ended_at, start, end),
+                )
+            )
         if not parts:
             return []
         entries = union_all(*parts).subquery("entries")
@@ -97,6 +146,34 @@ class ActivityRepository:
             return {}
         rows = await self.session.execute(select(Order).where(Order.id.in_(ids)))
         return {o.id: o for o in rows.scalars()}
+
+    @staticmethod
+    def _renewals(business_id: uuid.UUID) -> list[Any]:
+        # The first invoice's payment row is written with the order's own paid_at.
+        return [
+            Payment.business_id == business_id,
+            Payment.kind == INVOICE,
+            Order.paid_at.is_not(None),
+            Payment.paid_at > Order.paid_at,
+        ]
+
+    async def payments(self, ids: set[uuid.UUID]) -> dict[uuid.UUID, Payment]:
+        if not ids:
+            return {}
+        rows = await self.session.execute(select(Payment).where(Payment.id.in_(ids)))
+        return {p.id: p for p in rows.scalars()}
+
+    async def failures(self, ids: set[uuid.UUID]) -> dict[uuid.UUID, InvoiceFailure]:
+        if not ids:
+            return {}
+        rows = await self.session.execute(select(InvoiceFailure).where(InvoiceFailure.id.in_(ids)))
+        return {f.id: f for f in rows.scalars()}
+
+    async def subscriptions(self, ids: set[uuid.UUID]) -> dict[uuid.UUID, Subscription]:
+        if not ids:
+            return {}
+        rows = await self.session.execute(select(Subscription).where(Subscription.id.in_(ids)))
+        return {s.id: s for s in rows.scalars()}
 
     async def refunds(self, ids: set[uuid.UUID]) -> dict[uuid.UUID, Refund]:
         if not ids:
@@ -123,14 +200,23 @@ class ActivityRepository:
             )
             .group_by(*_keys(gross_bucket, period), Order.currency)
         )
+        renewal_bucket = self._bucket(Payment.paid_at, period)
+        renewals = (
+            select(renewal_bucket, Payment.currency, func.sum(Payment.amount_minor))
+            .join(Order, Order.id == Payment.order_id)
+            .where(*self._renewals(business_id), *_between(Payment.paid_at, start, end))
+            .group_by(*_keys(renewal_bucket, period), Payment.currency)
+        )
         refund_bucket = self._bucket(Refund.created_at, period)
         refunded = (
             select(refund_bucket, Refund.currency, func.sum(Refund.amount_minor))
             .where(Refund.business_id == business_id, *_between(Refund.created_at, start, end))
             .group_by(*_keys(refund_bucket, period), Refund.currency)
         )
+        sold = [*(await self.session.execute(gross)).all()]
+        sold += (await self.session.execute(renewals)).all()
         return (
-            [(_day(b), c, int(s or 0)) for b, c, s in (await self.session.execute(gross)).all()],
+            [(_day(b), c, int(s or 0)) for b, c, s in sold],
             [(_day(b), c, int(s or 0)) for b, c, s in (await self.session.execute(refunded)).all()],
         )
 

@@ -6,12 +6,14 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-Kind = Literal["purchase", "failure", "refund"]
+Kind = Literal["purchase", "failure", "refund", "renewal", "payment_failed", "subscription_ended"]
 Period = Literal["day", "week", "month"]
 
 
 class ActivityEntry(BaseModel):
-    """One line of the feed. ``id`` is the order's (purchase, failure) or the refund's."""
+    """One line of the feed. ``id`` is the order's (purchase, failure), the refund's, the
+    invoice payment's (renewal), the failed attempt's (payment_failed) or the
+    subscription's (subscription_ended)."""
 
     id: uuid.UUID
     kind: Kind
@@ -32,6 +34,9 @@ class ActivityEntry(BaseModel):
     reason: str | None = None  # refunds
     origin: str | None = None  # refunds: coach | stripe
     revoke_access: bool | None = None  # refunds
+    subscription_id: uuid.UUID | None = None  # renewals, payment failures, ends
+    installment: int | None = None  # renewals: paid invoices so far
+    end_reason: str | None = None  # subscription_ended: canceled | payment_failed | completed
 
 
 class CurrencyTotal(BaseModel):

@@ -22,9 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from kit.errors import FieldError, InvalidInput
 from payments.activity import schemas
 from payments.activity.repository import ActivityRepository
-from payments.models import PAID, Order, Refund
+from payments.models import PAID, InvoiceFailure, Order, Payment, Refund, Subscription
 
-KINDS = ("purchase", "failure", "refund")
+KINDS = ("purchase", "failure", "refund", "renewal", "payment_failed", "subscription_ended")
 
 
 def encode_cursor(at: datetime, entry_id: uuid.UUID) -> str:
@@ -80,16 +80,32 @@ class ActivityService:
         rows = await self.repo.page(business_id, wanted, start, end, after, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
-        refunds = await self.repo.refunds({r.id for r in rows if r.kind == "refund"})
-        order_ids = {r.id for r in rows if r.kind != "refund"} | {
-            refund.order_id for refund in refunds.values()
-        }
+
+        def ids(kind: str) -> set[uuid.UUID]:
+            return {r.id for r in rows if r.kind == kind}
+
+        refunds = await self.repo.refunds(ids("refund"))
+        renewals = await self.repo.payments(ids("renewal"))
+        failures = await self.repo.failures(ids("payment_failed"))
+        ends = await self.repo.subscriptions(ids("subscription_ended"))
+        order_ids = ids("purchase") | ids("failure")
+        for found in (refunds, renewals, failures, ends):
+            order_ids |= {item.order_id for item in found.values()}  # type: ignore[attr-defined]
         orders = await self.repo.orders(order_ids)
         items = []
         for row in rows:
             if row.kind == "refund":
                 refund = refunds[row.id]
                 items.append(refund_entry(refund, orders[refund.order_id]))
+            elif row.kind == "renewal":
+                payment = renewals[row.id]
+                items.append(renewal_entry(payment, orders[payment.order_id]))
+            elif row.kind == "payment_failed":
+                failure = failures[row.id]
+                items.append(payment_failed_entry(failure, orders[failure.order_id]))
+            elif row.kind == "subscription_ended":
+                ended = ends[row.id]
+                items.append(ended_entry(ended, orders[ended.order_id]))
             else:
                 items.append(order_entry(row.kind, row.at, orders[row.id]))
         next_cursor = encode_cursor(rows[-1].at, rows[-1].id) if more and rows else None
@@ -141,7 +157,7 @@ class ActivityService:
 
 def order_entry(kind: str, at: datetime, order: Order) -> schemas.ActivityEntry:
     refundable = 0
-    if kind == "purchase" and order.status == PAID and order.stripe_payment_intent_id:
+    if kind == "purchase" and order.status == PAID:  # a free order has nothing to give back
         refundable = max(order.amount_minor - order.refunded_minor, 0)
     return schemas.ActivityEntry(
         id=order.id,
@@ -180,4 +196,59 @@ def refund_entry(refund: Refund, order: Order) -> schemas.ActivityEntry:
         reason=refund.reason,
         origin=refund.origin,
         revoke_access=refund.revoke_access,
+    )
+
+
+def _order_fields(order: Order) -> dict[str, object]:
+    return {
+        "order_id": order.id,
+        "offering_name": order.offering_name,
+        "buyer_name": order.buyer_name,
+        "buyer_email": order.buyer_email,
+        "order_status": order.status,
+        "refunded_minor": order.refunded_minor,
+        "refundable_minor": 0,
+    }
+
+
+def renewal_entry(payment: Payment, order: Order) -> schemas.ActivityEntry:
+    return schemas.ActivityEntry(
+        id=payment.id,
+        kind="renewal",
+        at=payment.paid_at,
+        amount_minor=payment.amount_minor,
+        currency=payment.currency,
+        status="paid",
+        subscription_id=payment.subscription_id,
+        **_order_fields(order),  # type: ignore[arg-type]
+    )
+
+
+def payment_failed_entry(failure: InvoiceFailure, order: Order) -> schemas.ActivityEntry:
+    return schemas.ActivityEntry(
+        id=failure.id,
+        kind="payment_failed",
+        at=failure.failed_at,
+        amount_minor=failure.amount_minor,
+        currency=failure.currency,
+        status="past_due",
+        failure_reason=failure.failure_message,
+        subscription_id=failure.subscription_id,
+        **_order_fields(order),  # type: ignore[arg-type]
+    )
+
+
+def ended_entry(subscription: Subscription, order: Order) -> schemas.ActivityEntry:
+    assert subscription.ended_at is not None
+    return schemas.ActivityEntry(
+        id=subscription.id,
+        kind="subscription_ended",
+        at=subscription.ended_at,
+        amount_minor=subscription.amount_minor,
+        currency=subscription.currency,
+        status=subscription.status,
+        subscription_id=subscription.id,
+        installment=subscription.installments_paid,
+        end_reason=subscription.end_reason,
+        **_order_fields(order),  # type: ignore[arg-type]
     )
