@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from clients.models import Account, Business, LoginSession, OneTimeToken, StaffMember
+from kit.db import insert_ignoring_conflicts
 
 
 class IdentityRepository:
@@ -29,6 +30,30 @@ class IdentityRepository:
             result = await self.session.execute(select(Account).where(Account.email.in_(part)))
             found.update({a.email: a for a in result.scalars()})
         return found
+
+    async def accounts_by_ids(self, account_ids: list[uuid.UUID]) -> dict[uuid.UUID, Account]:
+        found: dict[uuid.UUID, Account] = {}
+        for start in range(0, len(account_ids), 1000):
+            part = account_ids[start : start + 1000]
+            result = await self.session.execute(select(Account).where(Account.id.in_(part)))
+            found.update({a.id: a for a in result.scalars()})
+        return found
+
+    async def insert_new_accounts(self, rows: list[dict[str, object]]) -> set[uuid.UUID]:
+        """Insert accounts whose email is free (also under a concurrent insert: the unique
+        email decides); the ids actually inserted."""
+        if not rows:
+            return set()
+        statement = insert_ignoring_conflicts(
+            str(self.session.get_bind().dialect.name),
+            Account.__table__,  # type: ignore[arg-type]
+            ["email"],
+        ).returning(Account.__table__.c.id)
+        return set((await self.session.execute(statement, rows)).scalars())
+
+    async def add_tokens(self, tokens: list[OneTimeToken]) -> None:
+        self.session.add_all(tokens)
+        await self.session.flush()
 
     async def account_by_id(self, account_id: uuid.UUID) -> Account | None:
         return await self.session.get(Account, account_id)

@@ -150,54 +150,84 @@ class IdentityService:
         )
         return account
 
-    async def account_for_purchase(
-        self, account_id: uuid.UUID | None, email: str, name: str, *, business: Business
-    ) -> Account:
-        """The buyer's account: by id (a logged-in buyer), else by email; made when new.
+    async def accounts_for_purchases(
+        self, buyers: list[tuple[uuid.UUID | None, str, str]], *, business: Business
+    ) -> list[Account]:
+        """The buyers' accounts (buyer: account id or None, email, name), in the same
+        order: by id (a logged-in buyer), else by email; made when new, one query per
+        step for the whole batch.
 
         A new account has no password and an unverified address; its owner gets a
         single-use claim link (``clients.account_registered.v1``, origin ``purchase``)
-        to set one. One email is one account: of two concurrent purchases for a new
-        address, the unique email decides and the other finds the winner's account.
+        to set one. One email is one account: an email twice in the batch is one
+        account, and of two concurrent purchases for a new address the unique email
+        decides and the other finds the winner's account.
         """
-        if account_id is not None:
-            account = await self.repo.account_by_id(account_id)
-            if account is not None:
-                return account
-        email = _normal_email(email)
-        account = await self.repo.account_by_email(email)
-        if account is not None:
-            return account
-        account = Account(
-            id=uuid.uuid4(),
-            email=email,
-            display_name=_display_name(name, email),
-            password_hash=None,
+        known_ids = [account_id for account_id, _, _ in buyers if account_id is not None]
+        by_id = await self.repo.accounts_by_ids(known_ids) if known_ids else {}
+        wanted = sorted(
+            {_normal_email(email) for account_id, email, _ in buyers if account_id not in by_id}
         )
-        if not await self.repo.insert_account(account):
-            # Created meanwhile by a concurrent purchase (now committed): use that one.
-            existing = await self.repo.account_by_email(email)
-            if existing is None:
-                raise RuntimeError("account insert conflicted but no account has the email")
-            return existing
-        claim_token, claim_expiry = await self._issue_token(
-            account, ACCOUNT_CLAIM, timedelta(days=self.settings.account_claim_ttl_days)
-        )
-        await self.outbox.enqueue(
-            self.session,
-            AccountRegisteredV1(
-                business_id=business.id,
-                account_id=account.id,
-                email=account.email,
-                display_name=account.display_name,
-                origin="purchase",
-                business_name=business.name,
-                claim_token=claim_token,
-                claim_expires_at=claim_expiry,
-            ),
-        )
-        log.info("account_created_by_purchase", account_id=str(account.id))
-        return account
+        by_email = await self.repo.accounts_by_emails(wanted) if wanted else {}
+        new: dict[str, dict[str, object]] = {}
+        for account_id, email, name in buyers:
+            address = _normal_email(email)
+            if account_id in by_id or address in by_email or address in new:
+                continue
+            now = utcnow()
+            new[address] = {
+                "id": uuid.uuid4(),
+                "email": address,
+                "display_name": _display_name(name, address),
+                "password_hash": None,
+                "created_at": now,
+                "updated_at": now,
+            }
+        if new:
+            made = await self.repo.insert_new_accounts(list(new.values()))
+            # Made now, or meanwhile by a concurrent purchase (committed): read them all.
+            by_email.update(await self.repo.accounts_by_emails(list(new)))
+            await self._announce_purchase_accounts(
+                [by_email[a] for a, row in new.items() if row["id"] in made], business
+            )
+        return [
+            by_id.get(account_id) if account_id in by_id else by_email[_normal_email(email)]  # type: ignore[misc]
+            for account_id, email, _ in buyers
+        ]
+
+    async def _announce_purchase_accounts(
+        self, accounts: list[Account], business: Business
+    ) -> None:
+        """A claim link for each account a purchase made."""
+        ttl = timedelta(days=self.settings.account_claim_ttl_days)
+        tokens, events = [], []
+        for account in accounts:
+            token, token_hash = new_token()
+            expires_at = utcnow() + ttl
+            tokens.append(
+                OneTimeToken(
+                    account_id=account.id,
+                    purpose=ACCOUNT_CLAIM,
+                    token_hash=token_hash,
+                    expires_at=expires_at,
+                    next_path=None,
+                )
+            )
+            events.append(
+                AccountRegisteredV1(
+                    business_id=business.id,
+                    account_id=account.id,
+                    email=account.email,
+                    display_name=account.display_name,
+                    origin="purchase",
+                    business_name=business.name,
+                    claim_token=token,
+                    claim_expires_at=expires_at,
+                )
+            )
+            log.info("account_created_by_purchase", account_id=str(account.id))
+        await self.repo.add_tokens(tokens)
+        await self.outbox.enqueue_many(self.session, events)
 
     async def _create_business(self, owner: Account, name: str) -> Business:
         base = slugify(name)

@@ -22,16 +22,18 @@ class PurchaseRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def claim_order(self, row: dict[str, object]) -> bool:
-        """Record that an order's effects are being applied. False when they already were
-        (also when a concurrent delivery of the same order got there first)."""
+    async def claim_orders(self, rows: list[dict[str, object]]) -> set[uuid.UUID]:
+        """Record that orders' effects are being applied, in one statement: the order ids
+        claimed now (not those applied before, nor those a concurrent delivery of the
+        same order got first)."""
+        if not rows:
+            return set()
         statement = insert_ignoring_conflicts(
             str(self.session.get_bind().dialect.name),
             PurchaseApplied.__table__,  # type: ignore[arg-type]
             ["order_id"],
         ).returning(PurchaseApplied.__table__.c.order_id)
-        result = await self.session.execute(statement, [row])
-        return result.first() is not None
+        return set((await self.session.execute(statement, rows)).scalars())
 
     async def applied(self, order_id: uuid.UUID) -> PurchaseApplied | None:
         return await self.session.get(PurchaseApplied, order_id)
@@ -116,11 +118,13 @@ class PurchaseRepository:
         )
         return result.first() is not None
 
-    async def add_credit(self, row: dict[str, object]) -> None:
-        await self.session.execute(insert(Credit), [row])
+    async def add_credits(self, rows: list[dict[str, object]]) -> None:
+        if rows:
+            await self.session.execute(insert(Credit), rows)
 
-    async def add_entitlement(self, row: dict[str, object]) -> None:
-        await self.session.execute(insert(Entitlement), [row])
+    async def add_entitlements(self, rows: list[dict[str, object]]) -> None:
+        if rows:
+            await self.session.execute(insert(Entitlement), rows)
 
     async def credits_of(self, account_id: uuid.UUID) -> list[tuple[Credit, Business]]:
         result = await self.session.execute(
