@@ -273,3 +273,27 @@ async def test_three_d_secure_then_refresh(payments: Payments, shop: Shop) -> No
     assert refreshed.json()["status"] == "paid", refreshed.text
     assert refreshed.json()["client_secret"] is None
     assert len(await payments.outbox_events("payments.order_paid.v1")) == 1
+
+
+async def test_an_appointment_order_carries_its_request_and_only_such_an_order_may(
+    payments: Payments, shop: Shop
+) -> None:
+    catalog = payments.catalog
+    session = await catalog.published_offering(
+        shop.business,
+        name="Intro session",
+        kind="appointment",
+        details={"duration_minutes": 45},
+        billing={"type": "free"},
+        price_minor=0,
+    )
+    appointment_id = str(uuid.uuid4())
+    created = await payments.created_order(session["id"], appointment_id=appointment_id)
+    assert created["order"]["appointment_id"] == appointment_id
+    [paid] = await payments.outbox_events("payments.order_paid.v1")
+    assert paid["appointment_id"] == appointment_id
+
+    refused = await payments.order(shop.paid["id"], appointment_id=appointment_id)
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["errors"][0]["field"] == "appointment_id"
+    assert (await payments.counts())["orders"] == 1

@@ -146,6 +146,8 @@ class Order(Base):
     payment_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     failure_reason: Mapped[str | None] = mapped_column(Text)
+    # The appointment request this order pays for (made by the clients service when paid).
+    appointment_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
 
     __table_args__ = (
         UniqueConstraint("business_id", "idempotency_key"),

@@ -157,3 +157,57 @@ class GroupMemberRemovedV1(Event):
     group_id: uuid.UUID
     client_id: uuid.UUID
     account_id: uuid.UUID
+
+
+# -- appointments ----------------------------------------------------------------------
+#
+# Every change of an appointment is one event carrying the whole appointment as it is
+# now (so an email or a calendar entry never needs to look anything up). ``sequence``
+# grows with every change: it is the .ics SEQUENCE and part of each email's dedupe key.
+
+
+class _AppointmentFacts(Event):
+    appointment_id: uuid.UUID
+    offering_id: uuid.UUID
+    offering_name: str
+    business_name: str
+    business_time_zone: str
+    client_account_id: uuid.UUID
+    client_email: str
+    client_name: str
+    client_time_zone: str
+    starts_at: datetime
+    ends_at: datetime
+    coupon_site: str | None = None
+    coupon_number: str | None = None
+    status: str
+    sequence: int
+    reminder_hours_before: int = 0
+
+
+class AppointmentRequestedV1(_AppointmentFacts):
+    """A person asked for a slot (status ``requested``); the coach decides."""
+
+    name: ClassVar[str] = "clients.appointment_requested.v1"
+
+
+class AppointmentConfirmedV1(_AppointmentFacts):
+    name: ClassVar[str] = "clients.appointment_confirmed.v1"
+
+
+class AppointmentDeclinedV1(_AppointmentFacts):
+    name: ClassVar[str] = "clients.appointment_declined.v1"
+
+
+class AppointmentRescheduledV1(_AppointmentFacts):
+    """The time changed (by the coach or the client); ``starts_at`` is the new one."""
+
+    name: ClassVar[str] = "clients.appointment_rescheduled.v1"
+
+    previous_starts_at: datetime
+
+
+class AppointmentCanceledV1(_AppointmentFacts):
+    name: ClassVar[str] = "clients.appointment_canceled.v1"
+
+    canceled_by: str  # coach | client

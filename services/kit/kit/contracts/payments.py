@@ -46,6 +46,9 @@ class OrderPaidV1(Event):
     subscription_id: uuid.UUID | None = None
     next_charge_at: datetime | None = None
     installments_total: int | None = None
+    # The appointment request this order pays for (an appointment offering bought
+    # from the booking page); the clients service makes the request when it is paid.
+    appointment_id: uuid.UUID | None = None
 
 
 class OrderRefundedV1(Event):

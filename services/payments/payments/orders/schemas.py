@@ -18,6 +18,8 @@ class OrderIn(BaseModel):
     # Required without a bearer token (a logged-in buyer is who the token says).
     name: Name | None = None
     email: Email | None = None
+    # Buying an appointment offering from the booking page: the requested appointment.
+    appointment_id: uuid.UUID | None = None
 
 
 class PayIn(BaseModel):
@@ -51,6 +53,7 @@ class OrderOut(BaseModel):
     client_secret: str | None = None
     # Set for a recurring offering or payment plan once its subscription exists.
     subscription_id: uuid.UUID | None = None
+    appointment_id: uuid.UUID | None = None
 
 
 class StripeSetupOut(BaseModel):

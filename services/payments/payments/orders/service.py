@@ -82,6 +82,7 @@ def order_out(
         paid_at=order.paid_at,
         client_secret=client_secret if order.status == REQUIRES_ACTION else None,
         subscription_id=subscription_id,
+        appointment_id=order.appointment_id,
     )
 
 
@@ -152,7 +153,9 @@ class OrderService:
         existing = await self.repo.by_key(quote.business_id, idempotency_key)
         if existing is not None:
             return await self._replay(existing, body, buyer, viewer)
-        order = self._new_order(quote, buyer, idempotency_key)
+        if body.appointment_id is not None and quote.kind != "appointment":
+            raise InvalidInput.for_field("appointment_id", "only for an appointment offering")
+        order = self._new_order(quote, buyer, idempotency_key, body.appointment_id)
         if not await self.repo.claim(order):
             existing = await self.repo.by_key(quote.business_id, idempotency_key)
             if existing is None:  # the other request rolled back; let the client retry
@@ -176,7 +179,9 @@ class OrderService:
         log.info("order_created", order_id=str(order.id), business_id=str(order.business_id))
         return self._created(order, setup.client_secret, cards)
 
-    def _new_order(self, quote: Quote, buyer: Buyer, idempotency_key: str) -> Order:
+    def _new_order(
+        self, quote: Quote, buyer: Buyer, idempotency_key: str, appointment_id: uuid.UUID | None
+    ) -> Order:
         now = utcnow()
         return Order(
             id=uuid.uuid4(),
@@ -197,6 +202,7 @@ class OrderService:
             discount_minor=quote.discount_minor,
             status=PENDING,
             idempotency_key=idempotency_key,
+            appointment_id=appointment_id if quote.kind == "appointment" else None,
             created_at=now,
             updated_at=now,
         )

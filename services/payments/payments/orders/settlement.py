@@ -101,6 +101,7 @@ class Settlement:
                 subscription_id=subscription_id,
                 next_charge_at=next_charge_at,
                 installments_total=installments_total,
+                appointment_id=order.appointment_id,
             ),
         )
         log.info("order_paid", order_id=str(order.id), business_id=str(order.business_id))
