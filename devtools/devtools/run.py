@@ -6,6 +6,13 @@ the SMTP sink, localstripe (the offline Stripe, unless PAYMENTS_STRIPE_API_KEY
 is set), every api and worker and the gateway with honcho. Ctrl-C stops
 everything. Every setting can be overridden with the environment variables
 listed in the README.
+
+``CLIENTELE_REPLICAS=N`` runs N copies of every api and worker
+(``CLIENTELE_API_REPLICAS`` / ``CLIENTELE_WORKER_REPLICAS`` set each kind apart):
+api replica k listens on its service's port + (k - 1) * 100 (8101, 8201, ...), a
+worker replica's metrics likewise (9101, 9201, ...), and the gateway spreads
+requests over a service's api replicas. Several copies need PostgreSQL
+(``<SERVICE>_DATABASE_URL``): SQLite has no ``SKIP LOCKED``.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from devtools.processes import (
     ROOT,
     SERVICES,
     Ports,
+    Replicas,
     local_stripe_url,
     register_stripe_webhook,
     system_environment,
@@ -49,6 +57,19 @@ def _ports() -> Ports:
         mail_http=int(env.get("MAILSINK_HTTP_PORT", 8025)),
         payments=int(env.get("PAYMENTS_PORT", 8104)),
         localstripe=int(env.get("LOCALSTRIPE_PORT", 8420)),
+        clients_worker_metrics=int(env.get("CLIENTS_METRICS_PORT", 9101)),
+        notifications_worker_metrics=int(env.get("NOTIFICATIONS_METRICS_PORT", 9102)),
+        catalog_worker_metrics=int(env.get("CATALOG_METRICS_PORT", 9103)),
+        payments_worker_metrics=int(env.get("PAYMENTS_METRICS_PORT", 9104)),
+    )
+
+
+def _replicas() -> Replicas:
+    env = os.environ
+    both = int(env.get("CLIENTELE_REPLICAS", 1))
+    return Replicas(
+        apis=int(env.get("CLIENTELE_API_REPLICAS", both)),
+        workers=int(env.get("CLIENTELE_WORKER_REPLICAS", both)),
     )
 
 
@@ -115,17 +136,28 @@ def _announce_when_ready(url: str, stripe: str | None) -> None:
 def main() -> int:
     os.chdir(ROOT)
     ports = _ports()
+    replicas = _replicas()
     var_dir = Path(os.environ.get("CLIENTELE_VAR_DIR", ROOT / "var")).resolve()
     var_dir.mkdir(parents=True, exist_ok=True)
     amqp_url = os.environ.get("AMQP_URL", "amqp://guest:guest@localhost:5672/")
     # A real Stripe key set in the environment: use it; otherwise the offline double.
     local_stripe = not os.environ.get("PAYMENTS_STRIPE_API_KEY")
     defaults = system_environment(
-        ports, var_dir=var_dir, amqp_url=amqp_url, local_stripe=local_stripe
+        ports, var_dir=var_dir, amqp_url=amqp_url, local_stripe=local_stripe, replicas=replicas
     )
     env = {**defaults, **os.environ}
     env.setdefault("LOG_FORMAT", "console")
     os.environ.update(env)
+
+    on_sqlite = [s for s in SERVICES if env[f"{s.upper()}_DATABASE_URL"].startswith("sqlite")]
+    if not replicas.single and on_sqlite:
+        _say(
+            f"\nSeveral replicas need PostgreSQL, but {', '.join(on_sqlite)} "
+            "use SQLite (no SKIP LOCKED: two workers could take the same work).\n"
+            "Set <SERVICE>_DATABASE_URL=postgresql+asyncpg://... for every service, "
+            "or unset CLIENTELE_REPLICAS.\n"
+        )
+        return 2
 
     problem = asyncio.run(_broker_answers(env["AMQP_URL"]))
     if problem:
@@ -150,8 +182,10 @@ def main() -> int:
         _say(f"created the demo coach {DEMO_EMAIL}")
 
     manager = Manager()
-    for spec in system_processes(ports, local_stripe=local_stripe):
-        manager.add_process(spec.name, shlex.join(spec.argv), env=env, cwd=str(ROOT))
+    for spec in system_processes(ports, local_stripe=local_stripe, replicas=replicas):
+        manager.add_process(
+            spec.name, shlex.join(spec.argv), env={**env, **spec.env}, cwd=str(ROOT)
+        )
     public = env["PUBLIC_BASE_URL"].rstrip("/")
     stripe = local_stripe_url(ports) if local_stripe else None
     if local_stripe:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
 from kit.settings import ServiceSettings
@@ -12,7 +13,8 @@ class GatewaySettings(ServiceSettings):
     service_name: ClassVar[str] = "gateway"
 
     port: int = 8000
-    # Where each service's api listens (inside the cluster; never public).
+    # Where each service's api listens (inside the cluster; never public). Several
+    # replicas: their base URLs comma-separated, taken in turn (gateway.upstream).
     clients_url: str = "http://127.0.0.1:8101"
     notifications_url: str = "http://127.0.0.1:8102"
     catalog_url: str = "http://127.0.0.1:8103"
@@ -52,6 +54,13 @@ class GatewaySettings(ServiceSettings):
     # Development: the SMTP sink's HTTP API behind /dev/mail (only in dev mode).
     dev_mail_url: str = "http://127.0.0.1:8025"
 
+    @field_validator("clients_url", "notifications_url", "catalog_url", "payments_url")
+    @classmethod
+    def _some_url(cls, value: str) -> str:
+        if not _split_urls(value):
+            raise ValueError("needs at least one base URL (several: comma-separated)")
+        return value
+
     @property
     def secure_cookies(self) -> bool:
         if self.cookie_secure is not None:
@@ -59,9 +68,19 @@ class GatewaySettings(ServiceSettings):
         return self.public_base_url.startswith("https://")
 
     def upstreams(self) -> dict[str, str]:
-        return {
-            "clients": self.clients_url.rstrip("/"),
-            "notifications": self.notifications_url.rstrip("/"),
-            "catalog": self.catalog_url.rstrip("/"),
-            "payments": self.payments_url.rstrip("/"),
+        """Each service's setting, normalised (a comma-separated list when replicated)."""
+        return {name: ",".join(urls) for name, urls in self.upstream_replicas().items()}
+
+    def upstream_replicas(self) -> dict[str, tuple[str, ...]]:
+        """Each service's api base URLs, one per replica."""
+        settings = {
+            "clients": self.clients_url,
+            "notifications": self.notifications_url,
+            "catalog": self.catalog_url,
+            "payments": self.payments_url,
         }
+        return {name: _split_urls(value) for name, value in settings.items()}
+
+
+def _split_urls(value: str) -> tuple[str, ...]:
+    return tuple(url.strip().rstrip("/") for url in value.split(",") if url.strip())

@@ -16,7 +16,19 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.config import GatewaySettings
-from gateway.pages import activity, catalog_coach, checkout, coach, public, storefront, views
+from gateway.pages import (
+    activity,
+    appointments,
+    billing,
+    catalog_coach,
+    checkout,
+    coach,
+    forms,
+    public,
+    sequences,
+    storefront,
+    views,
+)
 from gateway.pages.rendering import STATIC, Pages
 from gateway.proxy import STRIPE_WEBHOOK_PATH, ApiProxy
 from gateway.security import SecurityHeadersMiddleware
@@ -26,6 +38,7 @@ from kit.aio import freeze_startup_heap
 from kit.errors import install_error_handlers
 from kit.http import RequestContextMiddleware, health_router
 from kit.logging import configure_logging, get_logger
+from kit.metrics import ROUTE_LABEL_SCOPE_KEY, metrics_router
 
 log = get_logger(__name__)
 
@@ -46,9 +59,8 @@ def _web_app(state: GatewayState) -> FastAPI:
 
     async def clients_healthy() -> bool:
         try:
-            async with state.upstreams.session.get(
-                f"{state.upstreams.bases['clients']}/healthz",
-                timeout=aiohttp.ClientTimeout(total=2),
+            async with state.upstreams.request(
+                "clients", "GET", "/healthz", timeout=aiohttp.ClientTimeout(total=2)
             ) as response:
                 return response.status == 200
         except (aiohttp.ClientError, TimeoutError):
@@ -56,6 +68,7 @@ def _web_app(state: GatewayState) -> FastAPI:
 
     app.state.readiness_checks = {"clients": clients_healthy}
     app.include_router(health_router())
+    app.include_router(metrics_router())
     routers = (
         views.router,
         coach.router,
@@ -64,6 +77,10 @@ def _web_app(state: GatewayState) -> FastAPI:
         storefront.router,
         checkout.router,
         activity.router,
+        billing.router,
+        forms.router,
+        sequences.router,
+        appointments.router,
     )
     for router in routers:
         app.include_router(router)
@@ -112,6 +129,8 @@ def build_app(settings: GatewaySettings | None = None) -> ASGIApp:
             and await storefront.answer_from_cache(state, scope, send)
         ):
             await web(scope, receive, send)
+        else:  # answered from the public cache: one metrics route label for all of them
+            scope[ROUTE_LABEL_SCOPE_KEY] = "/b/ (public cache)"
 
     app = SecurityHeadersMiddleware(
         dispatch, hsts=settings.secure_cookies, stripe_js_url=settings.stripe_js_url

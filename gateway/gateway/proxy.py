@@ -31,6 +31,7 @@ from gateway.state import GatewayState
 from gateway.upstream import UpstreamUnavailable
 from kit.errors import Forbidden, NotFound, ServiceError, Unauthorized, problem_response
 from kit.logging import current_ids, get_logger
+from kit.metrics import ROUTE_LABEL_SCOPE_KEY
 
 log = get_logger(__name__)
 
@@ -88,6 +89,9 @@ async def read_body(receive: Receive, limit: int) -> bytes:
 class ApiProxy:
     def __init__(self, state: GatewayState) -> None:
         self.state = state
+        # The metrics route label of a proxied request: its upstream service, never the
+        # raw path (bounded; an unknown service stays kit's "<unmatched>").
+        self._route_labels = {name: f"proxy:{name}" for name in state.upstreams.replicas}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -108,6 +112,7 @@ class ApiProxy:
         it. No session, no CSRF, no token: the signature is the authority, and
         payments checks it (an empty secret refuses everything).
         """
+        scope[ROUTE_LABEL_SCOPE_KEY] = STRIPE_WEBHOOK_PATH
         try:
             try:
                 await self._forward_webhook(scope, receive, send)
@@ -129,15 +134,21 @@ class ApiProxy:
             if name in _WEBHOOK_HEADERS:
                 outgoing[name.decode("latin-1")] = raw_value.decode("latin-1")
         body = await read_body(receive, settings.webhook_max_body_bytes)
-        request_id = current_ids().get("request_id")
-        if request_id:
+        ids = current_ids()
+        if request_id := ids.get("request_id"):
             outgoing["x-request-id"] = request_id
+        if correlation_id := ids.get("correlation_id"):
+            outgoing["x-correlation-id"] = correlation_id
         outgoing["x-forwarded-for"] = client_address(scope, settings.trusted_proxy_count)
         outgoing["x-forwarded-proto"] = scope.get("scheme", "http")
-        url = f"{self.state.upstreams.bases['payments']}{STRIPE_WEBHOOK_UPSTREAM}"
         try:
-            async with self.state.upstreams.session.post(
-                url, headers=outgoing, data=body, allow_redirects=False
+            async with self.state.upstreams.request(
+                "payments",
+                "POST",
+                STRIPE_WEBHOOK_UPSTREAM,
+                headers=outgoing,
+                data=body,
+                allow_redirects=False,
             ) as upstream:
                 payload = await upstream.read()
                 content_type = upstream.headers.get("content-type", "application/json")
@@ -160,9 +171,9 @@ class ApiProxy:
         settings = state.settings
         path: str = scope["path"]
         service = path.split("/", 4)[3] if path.count("/") >= 3 else ""
-        base = state.upstreams.bases.get(service)
-        if base is None or not path.startswith("/api/v1/"):
+        if service not in state.upstreams.replicas or not path.startswith("/api/v1/"):
             raise NotFound("No such API.")
+        scope[ROUTE_LABEL_SCOPE_KEY] = self._route_labels[service]
         method: str = scope["method"]
         public_read = method == "GET" and cacheable_api_path(path)
 
@@ -234,17 +245,20 @@ class ApiProxy:
         if bucket is not None:
             await state.rate_limits.hit(bucket, ip, _email_in(body, content_type))
 
-        request_id = current_ids().get("request_id")
-        if request_id:
+        ids = current_ids()
+        if request_id := ids.get("request_id"):
             outgoing["x-request-id"] = request_id
+        # The sanitised id the gateway logs under (a client's raw header never passes).
+        if correlation_id := ids.get("correlation_id"):
+            outgoing["x-correlation-id"] = correlation_id
         outgoing["x-forwarded-for"] = ip
         outgoing["x-forwarded-proto"] = scope.get("scheme", "http")
         query = scope.get("query_string", b"")
-        url = f"{base}{path}?{query.decode('latin-1')}" if query else f"{base}{path}"
+        target = f"{path}?{query.decode('latin-1')}" if query else path
 
         try:
-            async with state.upstreams.session.request(
-                method, url, headers=outgoing, data=body or None, allow_redirects=False
+            async with state.upstreams.request(
+                service, method, target, headers=outgoing, data=body or None, allow_redirects=False
             ) as upstream:
                 payload = await upstream.read()
                 headers = [

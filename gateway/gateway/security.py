@@ -58,10 +58,12 @@ FRAMEABLE_PREFIX = "/b/"
 EMBED_CSP = DEFAULT_CSP.replace("frame-ancestors 'none'", "frame-ancestors *")
 
 # Checkout pages load Stripe.js, which frames its card fields and talks to Stripe's API.
-# Only a checkout page response that carries this marker gets a policy allowing the
-# configured Stripe.js origin; every other page keeps the default; the marker never leaves.
+# Only a checkout page (or a subscription's new-card page) response that carries this
+# marker gets a policy allowing the configured Stripe.js origin; every other page keeps
+# the default; the marker never leaves.
 STRIPE_MARKER = b"x-clientele-stripe"
 CHECKOUT_PATH = re.compile(r"^/b/[a-z0-9-]{1,80}/offerings/[0-9a-fA-F-]{32,36}/checkout$")
+CARD_PATH = re.compile(r"^/billing/subscriptions/[0-9a-fA-F-]{32,36}/card$")
 REAL_STRIPE_JS_ORIGIN = "https://js.stripe.com"
 
 
@@ -144,8 +146,10 @@ def frameable(scope: Scope) -> bool:
 
 
 def checkout_page(scope: Scope) -> bool:
-    """Only the checkout page of an offering may load Stripe.js."""
-    return bool(CHECKOUT_PATH.match(str(scope.get("path", ""))))
+    """Only the checkout page of an offering and a subscription's new-card page may load
+    Stripe.js."""
+    path = str(scope.get("path", ""))
+    return bool(CHECKOUT_PATH.match(path) or CARD_PATH.match(path))
 
 
 def new_csrf_token() -> str:

@@ -1,15 +1,32 @@
-"""One shared aiohttp client for every call to a service (proxying and pages)."""
+"""One shared aiohttp client for every call to a service (proxying and pages).
+
+A service may run several api replicas (``GATEWAY_<SERVICE>_URL`` with base URLs
+comma-separated): requests take them in turn (round-robin, per gateway process).
+A replica that refuses the connection is skipped for :data:`REFUSED_SECONDS` and
+the request goes to the next one; nothing was sent, so that is safe for any
+method. A request that reached a replica is never sent again (it may have done
+its work): a replica dying mid-request is that request's 502.
+"""
 
 from __future__ import annotations
 
+import itertools
 import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from gateway.config import GatewaySettings
-from kit.logging import current_ids
+from kit.logging import current_ids, get_logger
+
+log = get_logger(__name__)
+
+# How long a replica that refused a connection is tried only after the others.
+REFUSED_SECONDS = 5.0
 
 
 class UpstreamUnavailable(RuntimeError):
@@ -43,9 +60,35 @@ class Reply:
         return ""
 
 
+class ReplicaSet:
+    """One service's api base URLs, taken in turn; one that refused goes last for a while."""
+
+    def __init__(self, service: str, urls: tuple[str, ...]) -> None:
+        self.service = service
+        self.urls = urls
+        self._turn = itertools.cycle(range(len(urls)))
+        self._refused_until = dict.fromkeys(urls, 0.0)
+
+    def order(self) -> list[str]:
+        """Every replica, in the order this request tries them."""
+        if len(self.urls) == 1:
+            return list(self.urls)
+        start = next(self._turn)
+        turn = [self.urls[(start + i) % len(self.urls)] for i in range(len(self.urls))]
+        now = time.monotonic()
+        return sorted(turn, key=lambda url: self._refused_until[url] > now)  # stable
+
+    def refused(self, url: str) -> None:
+        self._refused_until[url] = time.monotonic() + REFUSED_SECONDS
+
+
 class Upstreams:
     def __init__(self, settings: GatewaySettings) -> None:
-        self.bases = settings.upstreams()
+        self.replicas = {
+            name: ReplicaSet(name, urls) for name, urls in settings.upstream_replicas().items()
+        }
+        # Each service's first replica (what a single-URL setting names).
+        self.bases = {name: replicas.urls[0] for name, replicas in self.replicas.items()}
         self.timeout = aiohttp.ClientTimeout(total=settings.upstream_timeout_seconds)
         self.pool_size = settings.upstream_pool_size
         self._session: aiohttp.ClientSession | None = None
@@ -73,6 +116,30 @@ class Upstreams:
             raise RuntimeError("Upstreams.start() was not awaited")
         return self._session
 
+    @asynccontextmanager
+    async def request(
+        self, service: str, method: str, path: str, **kwargs: Any
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """``session.request`` to one of the service's replicas (``path`` after the base).
+
+        A refused connection moves on to the next replica; the last one's failure, and
+        any failure once the request was sent, is raised (aiohttp.ClientError,
+        TimeoutError)."""
+        replicas = self.replicas[service]
+        candidates = replicas.order()
+        for attempt, base in enumerate(candidates, start=1):
+            try:
+                response = await self.session.request(method, f"{base}{path}", **kwargs)
+            except aiohttp.ClientConnectorError as exc:
+                replicas.refused(base)
+                if attempt == len(candidates):
+                    raise
+                log.warning("upstream_replica_refused", service=service, url=base, error=str(exc))
+                continue
+            async with response:
+                yield response
+            return
+
     async def call(
         self,
         service: str,
@@ -86,15 +153,16 @@ class Upstreams:
     ) -> Reply:
         """A JSON call to a service on behalf of a page."""
         headers = {**(headers or {}), "Accept": "application/json"}
-        request_id = current_ids().get("request_id")
-        if request_id:
+        ids = current_ids()
+        if request_id := ids.get("request_id"):
             headers["X-Request-ID"] = request_id
+        if correlation_id := ids.get("correlation_id"):
+            headers["X-Correlation-ID"] = correlation_id
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        url = f"{self.bases[service]}{path}"
         try:
-            async with self.session.request(
-                method, url, json=json_body, headers=headers, params=params
+            async with self.request(
+                service, method, path, json=json_body, headers=headers, params=params
             ) as response:
                 raw = await response.read()
                 body = json.loads(raw) if raw else None

@@ -90,6 +90,41 @@ BAD_OFFERINGS: list[tuple[str, dict[str, Any], str]] = [
         {"kind": "agreement", "details": {"agreement_text": ""}},
         "details.agreement_text",
     ),
+    (
+        "worksheet with an empty list of questions",
+        {"kind": "worksheet", "details": {"questions": []}},
+        "details.questions",
+    ),
+    (
+        "worksheet with a blank question",
+        {"kind": "worksheet", "details": {"questions": ["Why?", "   "]}},
+        "details.questions.1",
+    ),
+    (
+        "worksheet with a question too long",
+        {"kind": "worksheet", "details": {"questions": ["x" * 501]}},
+        "details.questions.0",
+    ),
+    (
+        "worksheet with a question on two lines",
+        {"kind": "worksheet", "details": {"questions": ["Why\nnow?"]}},
+        "details.questions.0",
+    ),
+    (
+        "worksheet with 51 questions",
+        {"kind": "worksheet", "details": {"questions": [f"Q{i}" for i in range(51)]}},
+        "details.questions",
+    ),
+    (
+        "worksheet questions not a list",
+        {"kind": "worksheet", "details": {"questions": "Why?"}},
+        "details.questions",
+    ),
+    (
+        "worksheet with another field",
+        {"kind": "worksheet", "details": {"prompt": "Why?"}},
+        "details.prompt",
+    ),
 ]
 
 
@@ -137,6 +172,37 @@ async def test_bad_offering_is_refused_naming_the_field(
     assert await catalog.counts() == before
     current = await catalog.http.get(biz.url(f"/offerings/{existing['id']}"), headers=biz.coach)
     assert current.json()["version"] == 1
+
+
+async def test_worksheet_questions_are_optional_cleaned_and_versioned(catalog: Catalog) -> None:
+    biz = await catalog.business()
+    # A worksheet without questions (as every worksheet was before) stays valid: details {}.
+    plain = await catalog.create_offering(biz, kind="worksheet", details={})
+    assert plain["details"] == {}
+    fifty = [f"Question {i}?" for i in range(50)]
+    assert (await catalog.create_offering(biz, kind="worksheet", details={"questions": fifty}))[
+        "details"
+    ] == {"questions": fifty}
+    asked = await catalog.create_offering(
+        biz,
+        kind="worksheet",
+        details={"questions": ["  What do you want to change?  ", "Cafe\u0301 or tea?", "x" * 500]},
+    )
+    assert asked["details"] == {
+        "questions": ["What do you want to change?", "Caf\u00e9 or tea?", "x" * 500]
+    }
+    await catalog.publish(biz, plain["id"])
+    edited = await catalog.http.patch(
+        biz.url(f"/offerings/{plain['id']}"),
+        json={"details": {"questions": ["One?"]}},
+        headers=biz.coach,
+    )
+    assert edited.status_code == 200, edited.text
+    assert (edited.json()["version"], edited.json()["details"]) == (2, {"questions": ["One?"]})
+    first = await catalog.http.get(
+        biz.url(f"/offering-versions/{plain['version_id']}"), headers=biz.coach
+    )
+    assert first.json()["details"] == {}  # what was bought under version 1 stays as it was
 
 
 async def test_currency_codes_are_taken_in_any_case_and_stored_upper(catalog: Catalog) -> None:

@@ -316,3 +316,53 @@ def test_health_endpoints(system: SystemStack) -> None:
         assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
         ready = httpx.get(f"{url}/readyz")
         assert ready.status_code == 200, ready.text
+
+
+def test_one_correlation_id_links_the_logs_of_every_process_and_each_serves_metrics(
+    system: SystemStack, http: httpx.Client, mail: MailSink
+) -> None:
+    chosen = f"journey-{uuid.uuid4().hex}"
+    address = unique_email("correlated")
+    response = http.post(
+        f"{API}/signup",
+        json={
+            "name": "Robin Coach",
+            "email": address,
+            "password": PASSWORD,
+            "business_name": "Robin's Coaching",
+        },
+        headers={"X-Correlation-ID": chosen},
+    )
+    assert response.status_code == 201, response.text
+    mail.wait_for(address, "welcome")
+    # The gateway, the api that took the request, and the worker of another service
+    # that handled the event it caused (queueing the email) all logged the same id.
+    for name in ("gateway", "clients-api", "notifications-worker"):
+        lines = [line for line in system.log(name).splitlines() if chosen in line]
+        assert lines, f"{name} never logged the correlation id"
+    [queued] = [
+        json.loads(line)
+        for line in system.log("notifications-worker").splitlines()
+        if chosen in line and "email_queued" in line
+    ]
+    assert queued["correlation_id"] == chosen
+    assert queued["event_name"] == "clients.account_registered.v1"
+    assert queued["request_id"] == response.headers["x-request-id"]
+
+    for port in (
+        system.ports.gateway,
+        system.ports.clients,
+        system.ports.clients_worker_metrics,
+        system.ports.notifications_worker_metrics,
+        system.ports.catalog_worker_metrics,
+        system.ports.payments_worker_metrics,
+    ):
+        scraped = httpx.get(f"http://127.0.0.1:{port}/metrics")
+        assert scraped.status_code == 200
+        assert "clientele_outbox_backlog" in scraped.text
+    clients_api = httpx.get(f"http://127.0.0.1:{system.ports.clients}/metrics").text
+    assert 'route="/api/v1/clients/signup",status="201"' in clients_api
+    gateway = httpx.get(f"{system.gateway_url}/metrics").text
+    assert 'route="proxy:clients",status="201"' in gateway
+    worker = httpx.get(f"http://127.0.0.1:{system.ports.notifications_worker_metrics}/metrics")
+    assert 'clientele_events_consumed_total{event="clients.account_registered.v1"}' in worker.text

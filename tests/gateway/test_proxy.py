@@ -178,3 +178,33 @@ async def test_stripe_webhooks_reach_payments_byte_for_byte_and_nothing_else(rig
         wrong = await client.get("/webhooks/stripe")
         assert wrong.status_code == 405
         assert (await client.post("/webhooks/stripe/more", content=b"{}")).status_code == 404
+
+
+async def test_proxy_hop_is_counted_by_upstream_service_and_passes_correlation_ids(
+    rig: Rig,
+) -> None:
+    async with httpx.AsyncClient(base_url=rig.gateway) as client:
+        chosen = await client.get(
+            "/api/v1/clients/things/123?q=1",
+            headers={"X-Correlation-ID": "purchase-7", "X-Custom": "chosen"},
+        )
+        unsafe = await client.get(
+            "/api/v1/clients/things/456",
+            headers={"X-Correlation-ID": "not a safe id", "X-Custom": "unsafe"},
+        )
+        unknown = await client.get("/api/v1/nosuch/things/789")
+        scraped = await client.get("/metrics")
+    assert chosen.status_code == unsafe.status_code == 200
+    assert unknown.status_code == 404
+    sent = {headers["x-custom"]: headers for headers in rig.seen if headers.get("x-custom")}
+    assert sent["chosen"]["x-correlation-id"] == "purchase-7"
+    assert sent["chosen"]["x-request-id"] == chosen.headers["x-request-id"]
+    # An unsafe id never travels: the request id becomes the correlation id.
+    assert sent["unsafe"]["x-correlation-id"] == unsafe.headers["x-request-id"]
+
+    assert scraped.status_code == 200
+    text = scraped.text
+    assert 'clientele_http_requests_total{method="GET",route="proxy:clients",status="200"}' in text
+    assert 'route="<unmatched>",status="404"' in text
+    for raw in ("/api/v1/clients/things", "/api/v1/nosuch"):
+        assert raw not in text, "no raw path becomes a label"

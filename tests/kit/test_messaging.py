@@ -419,3 +419,44 @@ async def test_consumer_and_relay_come_back_after_broker_drops_all_connections(
         await wait_until(lambda: _has_effects(harness, 20), timeout=60)
         await wait_until(lambda: _zero(harness.unpublished))
     assert await harness.effects_by_event() == {e.id: 1 for e in before + after}
+
+
+async def test_a_batch_handler_gets_runs_of_new_events_and_applies_each_once(
+    harness: Harness,
+) -> None:
+    """Registered with ``batch_handler``: one call per run of new events in a batch,
+    every event exactly once (a redelivered one is skipped by the inbox as usual)."""
+    calls: list[int] = []
+
+    async def apply_many(events: list[app.ThingHappenedV1], session: AsyncSession) -> None:
+        calls.append(len(events))
+        for event in events:
+            await app.apply_effect(event, session)
+
+    def batch_consumer() -> Consumer:
+        harness.namespace.services.add(app.SERVICE)
+        consumer = Consumer(
+            app.SERVICE,
+            sessionmaker=harness.sessionmaker,
+            engine=harness.engine,
+            inbox=app.inbox,
+            broker=harness.broker("consumer"),
+            concurrency=1,
+        )
+        consumer.batch_handler(app.ThingHappenedV1)(apply_many)
+        harness.cleanups.append(consumer.stop)
+        return consumer
+
+    declaring = batch_consumer()  # declares the queue, then goes away
+    await declaring.start()
+    await declaring.stop()
+    events = [app.new_event(n) for n in range(300)]
+    for event in events:  # waiting in the queue: the consumer finds full batches
+        await publish_raw(harness, event.model_dump_json().encode())
+    await publish_raw(harness, events[0].model_dump_json().encode())  # a redelivery
+    await batch_consumer().start()
+    await wait_until(lambda: _has_effects(harness, len(events)))
+    await asyncio.sleep(0.5)
+    assert await harness.effects_by_event() == {e.id: 1 for e in events}
+    assert sum(calls) == len(events)
+    assert len(calls) < len(events) / 10, calls  # batches, not one call per event

@@ -17,14 +17,15 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from devtools.processes import (
     SERVICES,
-    Ports,
     ProcessSpec,
+    Replicas,
+    free_ports,
     local_stripe_url,
     register_stripe_webhook,
     stripe_environment,
@@ -51,15 +52,20 @@ class SystemStack:
     dev_mode: bool = False
     extra_env: dict[str, str] = field(default_factory=dict)
     with_mailsink: bool = True
+    # Copies of every api and worker (names then end in .1, .2, ...: see devtools.processes).
+    replicas: Replicas = field(default_factory=Replicas)
 
     def __post_init__(self) -> None:
-        self.ports = Ports(*(free_port() for _ in range(len(fields(Ports)))))
+        self.ports = free_ports(self.replicas)
         self.namespace = infra.BrokerNamespace(prefix=f"{infra.unique_name('e2e')}.")
         self.namespace.services.update(SERVICES)
         self.databases: dict[str, str] = {}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.specs = {
-            s.name: s for s in system_processes(self.ports, with_mailsink=self.with_mailsink)
+            s.name: s
+            for s in system_processes(
+                self.ports, with_mailsink=self.with_mailsink, replicas=self.replicas
+            )
         }
         self.env: dict[str, str] = {}
 
@@ -74,6 +80,11 @@ class SystemStack:
     def url_of(self, service: str) -> str:
         return f"http://127.0.0.1:{getattr(self.ports, service)}"
 
+    def metrics_url(self, name: str) -> str:
+        """A process's Prometheus endpoint: a worker's metrics port, an api's own."""
+        spec = self.specs[name]
+        return f"http://127.0.0.1:{spec.metrics_port or spec.port}/metrics"
+
     @property
     def stripe_url(self) -> str:
         return local_stripe_url(self.ports)
@@ -83,7 +94,9 @@ class SystemStack:
         return self.env["PAYMENTS_STRIPE_WEBHOOK_SECRET"]
 
     def start(self) -> SystemStack:
-        env = system_environment(self.ports, var_dir=self.work_dir, amqp_url=self.amqp_url)
+        env = system_environment(
+            self.ports, var_dir=self.work_dir, amqp_url=self.amqp_url, replicas=self.replicas
+        )
         env.update(
             {
                 "CLIENTELE_DEV": "1" if self.dev_mode else "0",
@@ -117,7 +130,11 @@ class SystemStack:
     def _spawn(self, spec: ProcessSpec) -> None:
         log = (self.work_dir / f"{spec.name}.log").open("ab")
         self.procs[spec.name] = subprocess.Popen(
-            spec.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            spec.argv,
+            cwd=ROOT,
+            env={**self.env, **spec.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
     def wait_ready(self, name: str, timeout: float = 60) -> None:

@@ -25,7 +25,14 @@ from kit.money import amount, to_major, to_minor
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
-KINDS = (("purchase", "Purchases"), ("failure", "Failed payments"), ("refund", "Refunds"))
+KINDS = (
+    ("purchase", "Purchases"),
+    ("renewal", "Renewals"),
+    ("failure", "Failed payments"),
+    ("payment_failed", "Failed renewals"),
+    ("subscription_ended", "Ended subscriptions"),
+    ("refund", "Refunds"),
+)
 PERIODS = (("day", "Day"), ("week", "Week"), ("month", "Month"))
 REFUND_FIELDS = {"amount_minor": "amount", "reason": "reason", "revoke_access": "revoke_access"}
 
@@ -54,17 +61,82 @@ def filters_of(request: Request) -> dict[str, str]:
     return found
 
 
+# kind -> (words, badge); a kind the page does not know yet is shown by its name.
+KIND_LABELS: dict[str, tuple[str, str]] = {
+    "purchase": ("Purchase", "badge--success"),
+    "failure": ("Payment failed", "badge--danger"),
+    "refund": ("Refund", "badge--warning"),
+    "renewal": ("Renewal", "badge--success"),
+    "payment_failed": ("Renewal failed", "badge--danger"),
+    "subscription_ended": ("Subscription ended", "badge--neutral"),
+}
+ENDED_REASONS = {
+    "canceled": "canceled",
+    "payment_failed": "ended after failed payments",
+    "completed": "payment plan completed",
+}
+
+
+def _details(item: dict[str, Any]) -> str:
+    """The words after the offering's name: why it failed, which installment, …"""
+    kind = item.get("kind")
+    parts: list[str] = []
+    if kind == "refund" and item.get("reason"):
+        parts.append(str(item["reason"]))
+    if kind in ("failure", "payment_failed"):
+        reason = item.get("failure_reason") or item.get("failure_message")
+        if reason:
+            parts.append(str(reason))
+    number, total = item.get("installment"), item.get("installments_total")
+    if kind in ("renewal", "payment_failed") and number:
+        if total:
+            parts.append(f"installment {number} of {total}")
+        elif kind == "renewal":
+            parts.append(f"payment {number}")
+    if kind == "payment_failed" and item.get("attempt"):
+        parts.append(f"attempt {item['attempt']}")
+    if kind == "subscription_ended":
+        reason = item.get("end_reason") or item.get("reason") or item.get("status")
+        if reason:
+            parts.append(ENDED_REASONS.get(str(reason), str(reason).replace("_", " ")))
+    return " · ".join(parts)
+
+
 def entry_view(item: dict[str, Any]) -> Obj:
     currency = str(item.get("currency") or "")
     refundable = int(item.get("refundable_minor") or 0)
+    kind = str(item.get("kind") or "")
+    label, badge = KIND_LABELS.get(kind, (kind.replace("_", " ").capitalize(), "badge--neutral"))
+    minor = item.get("amount_minor")
+    # What every row prints, so a new kind with fewer fields still renders.
+    defaults: dict[str, Any] = {
+        "order_id": "",
+        "offering_name": "",
+        "buyer_name": "",
+        "buyer_email": "",
+        "at": None,
+        "order_status": "",
+        "refundable_minor": 0,
+    }
     return Obj(
-        item,
-        amount_label=amount(int(item.get("amount_minor") or 0), currency),
-        refunded_label=amount(int(item.get("refunded_minor") or 0), currency)
-        if item.get("refunded_minor")
-        else "",
-        refundable_label=amount(refundable, currency) if refundable else "",
-        refundable_major=to_major(refundable, currency) if refundable else "",
+        {
+            **defaults,
+            **{k: v for k, v in item.items() if v is not None or k not in defaults},
+            "kind": kind,
+            "kind_label": label,
+            "kind_badge": badge,
+            "details": _details(item),
+            # An ended subscription has no amount of its own to show.
+            "has_amount": bool(currency)
+            and minor is not None
+            and not (kind == "subscription_ended" and not minor),
+            "amount_label": amount(int(minor or 0), currency) if currency else "",
+            "refunded_label": amount(int(item.get("refunded_minor") or 0), currency)
+            if item.get("refunded_minor")
+            else "",
+            "refundable_label": amount(refundable, currency) if refundable else "",
+            "refundable_major": to_major(refundable, currency) if refundable else "",
+        }
     )
 
 

@@ -86,6 +86,9 @@ def _errors(reply: Reply, known: set[str]) -> tuple[dict[str, str], str | None]:
         message = str(error.get("message", "is invalid"))
         last = path.split(".")[-1]
         target = ERROR_FIELDS.get(last, last)
+        parts = path.split(".")
+        if target not in known and parts[0] == "details" and len(parts) > 2:
+            target = parts[1]  # one line of a list field ("details.questions.3")
         if target not in known and path.startswith("details"):
             target = "kind"
         if target in known:
@@ -163,10 +166,14 @@ def _offering_form(data: dict[str, Any]) -> dict[str, Any]:
         "description": data.get("description", ""),
         "kind": data.get("kind", "appointment"),
         "duration_minutes": str(details.get("duration_minutes") or ""),
+        "buffer_minutes": str(details.get("buffer_minutes") or ""),
+        "new_clients_can_self_book": details.get("new_clients_can_self_book", True) is not False,
+        "appointment_offering_ids": [str(o) for o in details.get("appointment_offering_ids") or []],
         "credits": str(details.get("credits") or ""),
         "credit_expiry_days": str(details.get("credit_expiry_days") or ""),
         "group_id": str(details.get("group_id") or ""),
         "agreement_text": details.get("agreement_text") or "",
+        "questions": "\n".join(details.get("questions") or []),
         "includes": "\n".join(details.get("includes") or []),
         "billing_type": billing.get("type", "one_time"),
         "interval": billing.get("interval", "month"),
@@ -194,6 +201,17 @@ NEW_OFFERING = {
 OFFERING_FIELDS = set(NEW_OFFERING) | {"group_ids", "currency"}
 
 
+def _form_values(form: dict[str, str], multi: dict[str, list[str]]) -> dict[str, Any]:
+    """A posted editor form as it is rendered back: lists, and the checkbox as a bool."""
+    return {
+        **form,
+        "group_ids": multi.get("group_ids", []),
+        "appointment_offering_ids": multi.get("appointment_offering_ids", []),
+        "new_clients_can_self_book": form.get("new_clients_can_self_book") == "on"
+        or not form.get("self_book_shown"),
+    }
+
+
 def offering_body(
     form: dict[str, str], multi: dict[str, list[str]]
 ) -> tuple[dict[str, Any], dict[str, str]]:
@@ -203,15 +221,24 @@ def offering_body(
     details: dict[str, Any] = {}
     if kind == "appointment":
         details["duration_minutes"] = _int(form, "duration_minutes", errors)
+        details["buffer_minutes"] = _int(form, "buffer_minutes", errors)
+        if form.get("self_book_shown"):  # an unchecked box is absent from the post
+            details["new_clients_can_self_book"] = form.get("new_clients_can_self_book") == "on"
     elif kind == "engagement":
         details["credits"] = _int(form, "credits", errors)
         expiry = _int(form, "credit_expiry_days", errors)
         if expiry is not None:
             details["credit_expiry_days"] = expiry
+        details["appointment_offering_ids"] = _uuids(multi.get("appointment_offering_ids", []))
     elif kind == "group":
         details["group_id"] = form.get("group_id") or None
     elif kind == "agreement":
         details["agreement_text"] = form.get("agreement_text", "")
+    elif kind == "worksheet":
+        lines = (form.get("questions") or "").splitlines()
+        questions = [line.strip() for line in lines if line.strip()]
+        if questions:  # none: one free-text answer
+            details["questions"] = questions
     elif kind == "package":
         lines = (form.get("includes") or "").splitlines()
         details["includes"] = [line.strip() for line in lines if line.strip()]
@@ -258,6 +285,14 @@ async def _editor(
     error: str | None = None,
 ) -> Response:
     groups = await _groups(p, page)
+    own_id = str(offering["id"]) if offering else None
+    appointment_offerings = [
+        Obj(o)
+        for o in await _offerings(p, page)
+        if o.get("kind") == "appointment"
+        and o.get("status") != "archived"
+        and str(o["id"]) != own_id
+    ]
     versions: list[Obj] = []
     if offering is not None:
         reply = await call_catalog(
@@ -277,6 +312,7 @@ async def _editor(
         offering=Obj(offering) if offering else None,
         versions=versions,
         groups=groups,
+        appointment_offerings=appointment_offerings,
         form=form,
         errors=errors or {},
         error=error,
@@ -306,7 +342,7 @@ async def create_offering(request: Request, business_id: uuid.UUID, p: P) -> Res
     if isinstance(posted, Response):
         return posted
     page, form, multi = posted
-    values = {**form, "group_ids": multi.get("group_ids", [])}
+    values = _form_values(form, multi)
     body, local = offering_body(form, multi)
     if local:
         return await _editor(p, request, page, None, status=422, form=values, errors=local)
@@ -347,7 +383,7 @@ async def update_offering(
     offering = await _get_offering(p, page, offering_id)
     if offering is None:
         return await _not_found(p, request, "offering")
-    values = {**form, "group_ids": multi.get("group_ids", [])}
+    values = _form_values(form, multi)
     body, local = offering_body(form, multi)
     if local:
         return await _editor(p, request, page, offering, status=422, form=values, errors=local)

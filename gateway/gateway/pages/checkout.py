@@ -33,6 +33,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from gateway.pages.billing import charge_text, subscription_of_order
 from gateway.pages.common import (
     Obj,
     P,
@@ -99,8 +100,16 @@ def order_view(data: dict[str, Any]) -> Obj:
             "buyer_name": data.get("buyer_name") or "",
             "failure_reason": data.get("failure_reason"),
             "free": amount_minor == 0,
+            "subscription_id": data.get("subscription_id"),
+            "recurring": _recurring(data.get("billing")),
+            # "€50.00 every month", "€100.00 today, then 2 more monthly installments"
+            "charge_text": charge_text(data.get("billing"), amount_minor, currency),
         }
     )
+
+
+def _recurring(billing: Any) -> bool:
+    return isinstance(billing, dict) and billing.get("type") in ("recurring", "payment_plan")
 
 
 def card_view(data: dict[str, Any]) -> Obj:
@@ -182,14 +191,26 @@ async def _offering(
 
 def _checkout_context(data: dict[str, Any], active: ActiveSession | None) -> dict[str, Any]:
     offering = offering_card(data["offering"])
+    raw = data["offering"]
     return {
         **storefront_context(data["business"]),
         "offering": offering,
+        "recurring": _recurring(raw.get("billing")),
+        "charge": charge_text(raw.get("billing"), raw.get("price_minor"), raw.get("currency")),
         "can_buy": bool(data.get("can_buy", True)),
         "buyer": active.principal if active else None,
         "free": offering.billing.get("type") == "free",
         "checkout_path": f"/b/{data['business']['slug']}/offerings/{offering.id}/checkout",
     }
+
+
+def _appointment_id(value: str | None) -> str | None:
+    """The appointment a booking page sends along (``?appointment_id=``): the order
+    carries it to payments, whose paid event makes the request."""
+    try:
+        return str(uuid.UUID(value)) if value else None
+    except ValueError:
+        return None
 
 
 @router.get("/b/{slug}/offerings/{offering_id}/checkout")
@@ -203,6 +224,7 @@ async def checkout_page(request: Request, slug: str, offering_id: uuid.UUID, p: 
         CHECKOUT,
         **_checkout_context(data, active),
         idempotency_key=new_idempotency_key(),
+        appointment_id=_appointment_id(request.query_params.get("appointment_id")),
     )
     return _stripe_page(response)
 
@@ -214,7 +236,8 @@ async def start_order(request: Request, slug: str, offering_id: uuid.UUID, p: P)
     if isinstance(found, Response):
         return found
     data, active = found
-    context = _checkout_context(data, active)
+    appointment_id = _appointment_id(form.get("appointment_id"))
+    context = {**_checkout_context(data, active), "appointment_id": appointment_id}
     key = form.get("idempotency_key", "")
     if not KEY_PATTERN.match(key):
         key = new_idempotency_key()
@@ -225,6 +248,8 @@ async def start_order(request: Request, slug: str, offering_id: uuid.UUID, p: P)
     body: dict[str, Any] = {"offering_id": str(offering_id)}
     if form.get("discount_code", "").strip():
         body["discount_code"] = form["discount_code"].strip()
+    if appointment_id:
+        body["appointment_id"] = appointment_id
     if active is None:
         body |= {"name": form.get("name", "").strip(), "email": form.get("email", "").strip()}
     reply = await call_payments(
@@ -479,7 +504,13 @@ async def confirmation(request: Request, order_id: uuid.UUID, p: P) -> Response:
     back = _back(request.query_params.get("back"))
     if order.status not in ("paid", "refunded"):
         return p.redirect(_with_back(f"{_order_path(order_id)}/processing", back))
-    response = await p.render(request, "checkout_done.html", order=order, shop_href=back)
+    subscription = None
+    if order.subscription_id and order.status == "paid":
+        active = await p.viewer(request)
+        subscription = await subscription_of_order(p, str(order.subscription_id), _token(active))
+    response = await p.render(
+        request, "checkout_done.html", order=order, shop_href=back, subscription=subscription
+    )
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
 

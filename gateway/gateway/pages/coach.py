@@ -167,6 +167,10 @@ async def client_profile(
         )
     client = body_of(reply)
     groups = body_of(await call_clients(p, "GET", f"{page.base}/groups", token=page.token))
+    # Agreements signed and worksheets answered; a clients service that cannot say only
+    # leaves the section out.
+    found = await call_clients(p, "GET", f"{page.base}/clients/{client_id}/forms", token=page.token)
+    client_forms = found.body if found.ok and isinstance(found.body, dict) else None
     return await p.render(
         request,
         "client_profile.html",
@@ -174,6 +178,8 @@ async def client_profile(
         client=Obj(client, groups=[Obj(g) for g in client["groups"]]),
         timeline=[Obj(e) for e in client["timeline"]],
         groups=[Obj(g) for g in groups["items"]],
+        agreements=[Obj(a) for a in (client_forms or {}).get("agreements", [])],
+        worksheets=[Obj(w) for w in (client_forms or {}).get("worksheets", [])],
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
 
+from gateway.pages.billing import my_billing
 from gateway.pages.common import (
     Obj,
     P,
@@ -24,6 +25,7 @@ from gateway.pages.common import (
     public_fields,
     read_form,
 )
+from gateway.pages.forms import HOME_HISTORY, my_forms, purchase_history
 from gateway.pages.rendering import Pages
 from gateway.upstream import UpstreamUnavailable
 
@@ -41,11 +43,18 @@ async def client_home(request: Request, p: P) -> Response:
     reply = await call_clients(p, "GET", "/me/memberships", token=active.access_token)
     if not reply.ok:
         raise UpstreamUnavailable(f"clients answered {reply.status}")
+    billing = await my_billing(p, active.access_token)
     return await p.render(
         request,
         "client_home.html",
         memberships=[Obj(m) for m in reply.body["items"]],
         purchases=await _purchases(p, active.access_token),
+        # Payments that cannot say (yet) only leaves the section out.
+        subscriptions=billing["subscriptions"] if billing else [],
+        billing_known=billing is not None,
+        # Agreements to sign and worksheets to fill, by entitlement id (pages/forms.py).
+        form_states=await my_forms(p, active.access_token),
+        history=await purchase_history(p, active.access_token, HOME_HISTORY),
     )
 
 

@@ -62,10 +62,33 @@ NOTICES: dict[str, tuple[str, str]] = {
     "offering_unchanged": ("error", "That offering could not be changed. Please check it."),
     "collection_saved": ("success", "The collection was saved."),
     "collection_deleted": ("success", "The collection was deleted. Its offerings are unchanged."),
+    "sequence_saved": ("success", "The sequence was saved."),
+    "sequence_deleted": ("success", "The sequence was deleted; its remaining steps will not run."),
     "discount_created": ("success", "The discount code was created."),
     "discount_deleted": ("success", "The discount code was deleted."),
     "account_claimed": ("success", "Your password is set and you are logged in. Welcome!"),
     "refund_issued": ("success", "The refund was issued. The buyer gets an email about it."),
+    "subscription_canceled": (
+        "success",
+        "Your subscription is canceled: it stays active until the end of the period you "
+        "paid for, and nothing more will be charged.",
+    ),
+    "subscription_not_cancelable": (
+        "error",
+        "A payment plan can’t be canceled: its installments are what you agreed to pay.",
+    ),
+    "agreement_signed": ("success", "You signed the agreement. Your coach can see it."),
+    "agreement_already_signed": ("info", "This agreement is already signed."),
+    "worksheet_saved": ("success", "Your answers are saved. You can change them any time."),
+    "appointment_confirm": ("success", "The appointment is confirmed. The client gets an email."),
+    "appointment_decline": ("success", "The request was declined. The client gets an email."),
+    "appointment_cancel": ("success", "The appointment was canceled. The client gets an email."),
+    "appointment_reschedule": ("success", "The appointment was moved. The client gets an email."),
+    "availability_saved": ("success", "Your availability was saved."),
+    "blocked_time_added": ("success", "The time is blocked: no slot is offered in it."),
+    "blocked_time_removed": ("success", "The blocked time was removed."),
+    "my_appointment_canceled": ("success", "Your appointment was canceled."),
+    "my_appointment_rescheduled": ("success", "Your appointment was moved to the new time."),
 }
 
 

@@ -30,3 +30,10 @@ class ClientsSettings(ServiceSettings):
     invitation_ttl_days: int = 14
     invitation_daily_cap: int = 1000
     max_addresses_per_invitation_request: int = 10_000
+
+    # Where the catalog api listens (appointments: an offering's duration, price and who
+    # may book it, from its quote for the viewer).
+    catalog_url: str = "http://127.0.0.1:8103"
+    catalog_timeout_seconds: float = 10.0
+    # A request for a paid appointment waits this long for its order to be paid.
+    appointment_hold_minutes: int = 30

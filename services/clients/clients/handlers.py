@@ -15,6 +15,8 @@ from clients.config import ClientsSettings
 from clients.identity.service import IdentityService
 from clients.identity.signing import TokenSigner, load_private_key
 from clients.purchases.service import PurchaseService
+from clients.sequence_actions import SequenceActions
+from kit.contracts.notifications import SequenceActionRequestedV1
 from kit.contracts.payments import (
     OrderPaidV1,
     OrderRefundedV1,
@@ -51,9 +53,11 @@ def build_consumer(context: ServiceContext, settings: ClientsSettings) -> Consum
     def purchases(session: AsyncSession) -> PurchaseService:
         return PurchaseService(session, IdentityService(session, settings, signer, outbox))
 
-    @consumer.handler(OrderPaidV1)
-    async def apply_order(event: OrderPaidV1, session: AsyncSession) -> None:
-        await purchases(session).order_paid(event)
+    # A burst of purchases is applied a batch at a time: one query per step for the
+    # batch (accounts, clients, claims, timeline, entitlements), not one per order.
+    @consumer.batch_handler(OrderPaidV1)
+    async def apply_orders(events: list[OrderPaidV1], session: AsyncSession) -> None:
+        await purchases(session).orders_paid(events)
 
     @consumer.handler(OrderRefundedV1)
     async def apply_refund(event: OrderRefundedV1, session: AsyncSession) -> None:
@@ -73,5 +77,12 @@ def build_consumer(context: ServiceContext, settings: ClientsSettings) -> Consum
     @consumer.handler(SubscriptionEndedV1)
     async def apply_subscription_end(event: SubscriptionEndedV1, session: AsyncSession) -> None:
         await purchases(session).subscription_ended(event)
+
+    @consumer.handler(SequenceActionRequestedV1)
+    async def apply_sequence_action(
+        event: SequenceActionRequestedV1, session: AsyncSession
+    ) -> None:
+        # A notifications sequence's step: a worksheet, an agreement or a group place.
+        await SequenceActions(session, outbox).apply(event)
 
     return consumer

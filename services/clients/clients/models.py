@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from typing import Any
 
 from sqlalchemy import (
+    JSON,
     CheckConstraint,
     Date,
     ForeignKey,
@@ -113,7 +115,7 @@ class Client(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
     business_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("businesses.id"))
     account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"), index=True)
-    # invited | signed_up | purchased | booked | added
+    # invited | signed_up | purchased | booked | appointment | added
     source: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20), default="active")  # active | archived
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -254,6 +256,9 @@ class Credit(Base):
     remaining: Mapped[int] = mapped_column(Integer)
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # None: never
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The appointment offerings these credits may book, as bought (the engagement's
+    # ``appointment_offering_ids``); None or empty: any appointment offering.
+    appointment_offering_ids: Mapped[list[str] | None] = mapped_column(JSON)
 
     __table_args__ = (
         CheckConstraint("remaining >= 0 AND remaining <= total", name="remaining"),
@@ -288,6 +293,11 @@ class Entitlement(Base):
     # revoked (a full refund that took access back)
     status: Mapped[str] = mapped_column(String(20), default="active")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The offering version's details as bought (agreements and worksheets only: the
+    # agreement text, the worksheet questions), so what the buyer signs or answers is
+    # what they bought even after the coach edits the offering. None for other kinds
+    # and for entitlements made before it was kept.
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     __table_args__ = (Index("ix_entitlements_account_id_business_id", "account_id", "business_id"),)
 
@@ -307,4 +317,142 @@ class SubscriptionEventApplied(Base):
     order_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
     business_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("businesses.id"))
     event_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    applied_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# -- forms (agreements to sign, worksheets to fill) ---------------------------------------
+
+
+class AgreementSignature(Base):
+    """An agreement entitlement signed by its buyer: once (the unique entitlement), with the
+    exact text they were shown (the entitlement's snapshot) and its SHA-256."""
+
+    __tablename__ = "agreement_signatures"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    entitlement_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("entitlements.id"), unique=True)
+    business_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("businesses.id"))
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    signed_name: Mapped[str] = mapped_column(String(200))
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    offering_version_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    text_sha256: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+
+
+class WorksheetAnswers(Base):
+    """A worksheet entitlement's answers: one row, saved again as the buyer edits them.
+    ``answers`` is a list of ``{"question", "answer"}`` (the question as bought)."""
+
+    __tablename__ = "worksheet_answers"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    entitlement_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("entitlements.id"), unique=True)
+    business_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("businesses.id"))
+    account_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("accounts.id"))
+    answers: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# -- appointments ------------------------------------------------------------------------
+
+
+class AppointmentSchedule(Base):
+    """A business's availability: one row per business. Confirming an appointment locks
+    this row (``SELECT … FOR UPDATE``), so confirmations of one business happen one at a
+    time and two never overlap."""
+
+    __tablename__ = "appointment_schedules"
+
+    business_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("businesses.id"), primary_key=True)
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
+    # {"mon": [["09:00", "17:00"]], ..., "sun": []} in the business's time zone.
+    weekly_hours: Mapped[dict[str, list[list[str]]]] = mapped_column(JSON)
+    client_notice_hours: Mapped[int] = mapped_column(Integer, default=24)
+    reminder_hours_before: Mapped[int] = mapped_column(Integer, default=24)
+    coupon_sites: Mapped[list[str]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class BlockedTime(Base):
+    """Time the business takes out of its weekly hours (holidays, a day off)."""
+
+    __tablename__ = "blocked_times"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    business_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("businesses.id"))
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_blocked_times_business_id_starts_at", "business_id", "starts_at"),)
+
+
+class Appointment(Base):
+    """A request for a slot of an appointment offering, and what became of it.
+
+    status: awaiting_payment (a paid offering's request until its order is paid; never
+    shown to the coach, void after ``hold_expires_at``) | requested | confirmed |
+    declined | canceled. ``sequence`` grows with every change (the events carry it).
+    """
+
+    __tablename__ = "appointments"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    business_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("businesses.id"))
+    offering_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    offering_version_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    offering_name: Mapped[str] = mapped_column(String(200))
+    duration_minutes: Mapped[int] = mapped_column(Integer)
+    buffer_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(20))
+    paid_with: Mapped[str] = mapped_column(String(10))  # credit | free | order
+    # The requester: the account is None only while an anonymous request awaits payment.
+    account_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("accounts.id"))
+    client_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("clients.id"))
+    requester_email: Mapped[str] = mapped_column(String(320))
+    requester_name: Mapped[str] = mapped_column(String(200))
+    client_time_zone: Mapped[str] = mapped_column(String(64))
+    coupon_site: Mapped[str | None] = mapped_column(String(200))
+    coupon_number: Mapped[str | None] = mapped_column(String(100))
+    credit_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("credits.id"))
+    # When the credit went back (a decline or a cancel): once.
+    credit_returned_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    order_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, unique=True)
+    hold_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+    canceled_by: Mapped[str | None] = mapped_column(String(10))  # coach | client
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("business_id", "idempotency_key"),
+        Index("ix_appointments_business_id_starts_at", "business_id", "starts_at"),
+        Index("ix_appointments_account_id_starts_at", "account_id", "starts_at"),
+    )
+
+
+# -- sequence actions (notifications.sequence_action_requested.v1) -----------------------
+
+
+class SequenceActionApplied(Base):
+    """A sequence step applied to a client: the primary key makes it once per (run, step)
+    however often the event comes. ``entitlement_id`` / ``group_id``: what it gave."""
+
+    __tablename__ = "sequence_actions_applied"
+
+    run_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    step_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    business_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("businesses.id"))
+    order_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("clients.id"))
+    action: Mapped[str] = mapped_column(String(30))
+    event_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    entitlement_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    group_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
     applied_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -18,13 +18,58 @@ from kit.aio import freeze_startup_heap
 from kit.db import database_reachable
 from kit.errors import install_error_handlers, problem_response
 from kit.logging import get_logger
+from kit.metrics import (
+    HTTP_DURATION,
+    HTTP_REQUESTS,
+    METRICS_PATH,
+    ROUTE_LABEL_SCOPE_KEY,
+    UNMATCHED_ROUTE,
+    metrics_router,
+)
 
 log = get_logger("http")
 
 REQUEST_ID_HEADER = "x-request-id"
 CORRELATION_ID_HEADER = "x-correlation-id"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
-QUIET_PATHS = frozenset({"/healthz", "/readyz"})
+QUIET_PATHS = frozenset({"/healthz", "/readyz", METRICS_PATH})
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# (route, method, status) -> the counter and histogram children: labels() once per
+# combination, not per request. Bounded: routes and methods are fixed sets.
+_HTTP_SERIES: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def route_label(scope: Scope) -> str:
+    """The route template that answered (``/api/v1/clients/{client_id}``), never the raw
+    path; a bare ASGI app may name its own under ``ROUTE_LABEL_SCOPE_KEY``."""
+    route = scope.get("route")
+    if route is None:
+        label: str = scope.get(ROUTE_LABEL_SCOPE_KEY, UNMATCHED_ROUTE)
+        return label
+    # FastAPI includes routers lazily: scope["route"] is the route as its router declared
+    # it (without the include prefix); the full template is on the effective context.
+    fastapi_scope = scope.get("fastapi")
+    if fastapi_scope:
+        context = fastapi_scope.get("effective_route_context")
+        full = getattr(context, "path_format", None) if context is not None else None
+        if full:
+            return str(full)
+    return getattr(route, "path_format", None) or UNMATCHED_ROUTE
+
+
+def observe_request(scope: Scope, status: int, seconds: float) -> None:
+    method = scope.get("method", "")
+    key = (route_label(scope), method if method in _METHODS else "OTHER", status)
+    series = _HTTP_SERIES.get(key)
+    if series is None:
+        route, method, _ = key
+        series = (
+            HTTP_REQUESTS.labels(route, method, str(status)),
+            HTTP_DURATION.labels(route, method),
+        )
+        _HTTP_SERIES[key] = series
+    series[0].inc()
+    series[1].observe(seconds)
 
 
 def sanitize_id(value: str | None) -> str | None:
@@ -35,7 +80,8 @@ def sanitize_id(value: str | None) -> str | None:
 
 
 class RequestContextMiddleware:
-    """Binds request and correlation ids for every log line and echoes the request id."""
+    """Binds request and correlation ids for every log line and echoes the request id;
+    counts every request and its latency by route template (``kit.metrics``)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -70,6 +116,8 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            elapsed = time.perf_counter() - started
+            observe_request(scope, status, elapsed)
             path = scope.get("path", "")
             if path not in QUIET_PATHS:
                 log.info(
@@ -77,7 +125,7 @@ class RequestContextMiddleware:
                     method=scope.get("method"),
                     path=path,
                     status=status,
-                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                    duration_ms=round(elapsed * 1000, 2),
                 )
             structlog.contextvars.reset_contextvars(**tokens)
 
@@ -126,6 +174,7 @@ def create_app(
     app = FastAPI(title=title, lifespan=lifespan_then_freeze, **kwargs)
     install_error_handlers(app)
     app.include_router(health_router())
+    app.include_router(metrics_router())
     app.add_middleware(RequestContextMiddleware)
     return app
 

@@ -22,9 +22,13 @@ from kit.logging import get_logger
 from kit.messaging.broker import Broker, BrokerUnavailable, Topology
 from kit.messaging.inbox import Consumer
 from kit.messaging.outbox import OutboxRelay
+from kit.metrics import start_metrics_server
 from kit.settings import ServiceSettings
 
 log = get_logger(__name__)
+
+# How often a worker reads its dead-letter queue's depth (the clientele_dlq_messages gauge).
+DLQ_MEASURE_SECONDS = 30.0
 
 
 @dataclass
@@ -77,7 +81,15 @@ class Worker:
         if self.relay is not None:
             self.jobs.append(PeriodicJob("purge_outbox", self.relay.purge_published, 300))
         if self.consumer is not None:
-            self.jobs.append(PeriodicJob("purge_inbox", self.consumer.purge_inbox, 3600))
+            consumer = self.consumer
+            self.jobs.append(PeriodicJob("purge_inbox", consumer.purge_inbox, 3600))
+
+            async def measure_dead_letters() -> None:  # a gauge, nothing to log
+                await consumer.measure_dead_letters()
+
+            self.jobs.append(
+                PeriodicJob("measure_dead_letters", measure_dead_letters, DLQ_MEASURE_SECONDS)
+            )
 
     async def _wait_for_dependencies(self, stop: asyncio.Event) -> bool:
         delay = 1.0
@@ -97,7 +109,11 @@ class Worker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, stop.set)
+        settings = self.context.settings
+        metrics = None
         try:
+            # Up before the dependencies: a worker waiting for its database still answers.
+            metrics = start_metrics_server(settings.metrics_port, settings.metrics_host)
             if not await self._wait_for_dependencies(stop):
                 return
             if self.consumer is not None:
@@ -120,6 +136,8 @@ class Worker:
                 await self.consumer.stop()
             await asyncio.gather(*tasks, return_exceptions=True)
         finally:
+            if metrics is not None:
+                await asyncio.to_thread(metrics.close)
             await self.context.close()
             log.info("worker_stopped")
 

@@ -61,6 +61,10 @@ class ServiceSettings(BaseSettings):
     consumer_prefetch: int = 200
     consumer_batch_size: int = 100
     delivery_limit: int = 5
+    # The worker's Prometheus endpoint (<SERVICE>_METRICS_PORT); 0 = none. Apis serve
+    # /metrics on their own port.
+    metrics_port: int = Field(0, ge=0, le=65535)
+    metrics_host: str = "0.0.0.0"  # noqa: S104 (a container's scrape target)
 
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> ServiceSettings:

@@ -38,6 +38,10 @@ class NotificationsSettings(ServiceSettings):
     # died is replaced after this long (its claimed, unsent emails are then sent by another).
     sender_lease_seconds: float = Field(120, gt=0)
 
+    # Sequences: how often the worker looks for due steps, and how many it takes a round.
+    sequence_poll_seconds: float = Field(5.0, gt=0)
+    sequence_batch_size: int = Field(50, ge=1)
+
     # How receipts write amounts and dates ("$120.00", "March 1, 2026").
     price_locale: str = "en_US"
 

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from kit.contracts.catalog import OfferingArchivedV1, OfferingPublishedV1
 from kit.contracts.clients import (
     AccountRegisteredV1,
+    AppointmentCanceledV1,
+    AppointmentConfirmedV1,
+    AppointmentDeclinedV1,
+    AppointmentRequestedV1,
+    AppointmentRescheduledV1,
     BusinessCreatedV1,
     ClientAddedV1,
     ClientArchivedV1,
@@ -32,8 +38,10 @@ from kit.runtime import ServiceContext
 from notifications import models
 from notifications.audience.service import AudienceService
 from notifications.config import NotificationsSettings
+from notifications.emails.appointments import AppointmentEmails
 from notifications.emails.rendering import EmailRenderer
 from notifications.emails.service import EmailService
+from notifications.sequences.service import SequenceService
 
 SERVICE = "notifications"
 
@@ -123,10 +131,13 @@ def build_consumer(context: ServiceContext, settings: NotificationsSettings) -> 
     @consumer.handler(OrderPaidV1)
     async def queue_receipt(event: OrderPaidV1, session: AsyncSession) -> None:
         await emails(session).receipt(event)
+        # The sequence linked to the offering, if any, starts (one run per order).
+        await SequenceService(session).order_paid(event)
 
     @consumer.handler(OrderRefundedV1)
     async def queue_refund_email(event: OrderRefundedV1, session: AsyncSession) -> None:
         await emails(session).refund_issued(event)
+        await SequenceService(session).order_refunded(event)  # stops runs if so configured
 
     @consumer.handler(SubscriptionRenewedV1)
     async def queue_renewal_receipt(event: SubscriptionRenewedV1, session: AsyncSession) -> None:
@@ -142,5 +153,44 @@ def build_consumer(context: ServiceContext, settings: NotificationsSettings) -> 
     async def queue_subscription_ended(event: SubscriptionEndedV1, session: AsyncSession) -> None:
         # Raises while the business (its owner's address) is not known: retried later.
         await emails(session).subscription_ended(event)
+        await SequenceService(session).subscription_ended(event)  # stops runs if configured
+
+    # -- appointments: each change's emails (the coach's wait for the business) ----------
+
+    def appointments(session: AsyncSession) -> AppointmentEmails:
+        return AppointmentEmails(emails(session))
+
+    @consumer.handler(AppointmentRequestedV1)
+    async def appointment_requested(event: AppointmentRequestedV1, session: AsyncSession) -> None:
+        # Raises while the business (its owner's address) is not known: retried later.
+        await appointments(session).handle(event)
+
+    @consumer.handler(AppointmentConfirmedV1)
+    async def appointment_confirmed(event: AppointmentConfirmedV1, session: AsyncSession) -> None:
+        await appointments(session).handle(event)
+
+    @consumer.handler(AppointmentDeclinedV1)
+    async def appointment_declined(event: AppointmentDeclinedV1, session: AsyncSession) -> None:
+        await appointments(session).handle(event)
+
+    @consumer.handler(AppointmentRescheduledV1)
+    async def appointment_rescheduled(
+        event: AppointmentRescheduledV1, session: AsyncSession
+    ) -> None:
+        await appointments(session).handle(event)
+
+    @consumer.handler(AppointmentCanceledV1)
+    async def appointment_canceled(event: AppointmentCanceledV1, session: AsyncSession) -> None:
+        await appointments(session).handle(event)
+
+    # -- the catalog: names and details of sequence targets ------------------------------
+
+    @consumer.handler(OfferingPublishedV1)
+    async def offering_published(event: OfferingPublishedV1, session: AsyncSession) -> None:
+        await SequenceService(session).offering_published(event)
+
+    @consumer.handler(OfferingArchivedV1)
+    async def offering_archived(event: OfferingArchivedV1, session: AsyncSession) -> None:
+        await SequenceService(session).offering_archived(event)
 
     return consumer

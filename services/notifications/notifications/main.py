@@ -15,6 +15,7 @@ from notifications.campaigns import endpoints as campaigns
 from notifications.config import NotificationsSettings
 from notifications.emails import endpoints as emails
 from notifications.emails.rendering import EmailRenderer
+from notifications.sequences import endpoints as sequences
 from notifications.unsubscribes import endpoints as unsubscribes
 from notifications.unsubscribes.tokens import UnsubscribeTokens
 
@@ -48,4 +49,5 @@ def build_app(settings: NotificationsSettings | None = None) -> FastAPI:
     app.include_router(emails.router, prefix=API_PREFIX)
     app.include_router(campaigns.router, prefix=API_PREFIX)
     app.include_router(unsubscribes.router, prefix=API_PREFIX)
+    app.include_router(sequences.router, prefix=API_PREFIX)
     return app

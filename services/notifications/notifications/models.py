@@ -3,7 +3,9 @@
 ``emails`` is both the queue the sender works through and the log the API
 shows. Its id is derived from (event id, template, recipient), so handling
 an event twice finds the same row instead of queueing a second email.
-``businesses`` is a read model of the clients service's businesses.
+``businesses`` is a read model of the clients service's businesses, and
+``appointments`` what this service knows of each appointment (the newest
+change seen, its pending reminder).
 
 The audience tables (``audience_clients``, ``audience_groups``,
 ``group_memberships``) are a read model of the client book, fed by the
@@ -21,6 +23,7 @@ from datetime import datetime
 from sqlalchemy import (
     Boolean,
     CheckConstraint,
+    ForeignKey,
     Index,
     Integer,
     String,
@@ -38,7 +41,7 @@ class Base(DeclarativeBase):
     metadata = new_metadata()
 
 
-# Nothing is published yet; the table is there for the events this service will emit.
+# Sequence steps that act on a client's account publish through it (see sequences).
 outbox = outbox_table(Base.metadata)
 inbox = inbox_table(Base.metadata)
 
@@ -81,6 +84,9 @@ class Email(Base):
     # Headers of this email only (e.g. List-Unsubscribe), as a JSON object of one-line
     # strings; checked when written and again by the sender (emails.headers).
     extra_headers: Mapped[str | None] = mapped_column(Text)
+    # Files it carries (an appointment's .ics), as a JSON list; checked when written and
+    # again by the sender (emails.attachments). Null for almost every email.
+    attachments: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         UniqueConstraint("event_id", "template", "recipient"),
@@ -103,6 +109,26 @@ class KnownBusiness(Base):
     owner_account_id: Mapped[uuid.UUID] = mapped_column(Uuid)
     owner_email: Mapped[str] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AppointmentState(Base):
+    """The newest change of an appointment seen (``clients.appointment_*.v1``), and the
+    reminder email it left waiting.
+
+    Its row is locked while an event of the appointment is handled, so events of one
+    appointment are handled one at a time. An event older than ``sequence`` (late or
+    out of order) sends nothing: the newer change already told everyone. A newer one
+    deletes the queued reminder (``reminder_email_id``) before anything else.
+    """
+
+    __tablename__ = "appointments"
+
+    appointment_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    business_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    sequence: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20))
+    reminder_email_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 # -- the audience read model ---------------------------------------------------------------
@@ -211,3 +237,173 @@ class Campaign(Base):
         ),
         Index("ix_campaigns_business_id_created_at", "business_id", "created_at"),
     )
+
+
+# -- sequences -------------------------------------------------------------------------------
+#
+# A sequence is a coach's list of steps linked to one offering; a paid (or free) order of
+# that offering starts one run (unique per sequence and order). A run's steps are copied
+# into ``sequence_step_runs`` when it starts (what the step does, and when it is due), so
+# editing the sequence later changes only runs that start afterwards. The runner claims
+# due pending step-runs with SKIP LOCKED; a step-run's status change and its effect (an
+# ``emails`` row or an ``outbox`` event) commit together, so each step happens once.
+
+SEQ_START = "start"
+SEQ_PREVIOUS = "previous"
+DELAY_FROM = (SEQ_START, SEQ_PREVIOUS)
+ACTION_EMAIL = "email"
+ACTION_WORKSHEET = "assign_worksheet"
+ACTION_AGREEMENT = "request_agreement"
+ACTION_GROUP = "add_to_group"
+SEQUENCE_ACTIONS = (ACTION_EMAIL, ACTION_WORKSHEET, ACTION_AGREEMENT, ACTION_GROUP)
+
+RUN_ACTIVE = "active"
+RUN_COMPLETED = "completed"
+RUN_STOPPED = "stopped"
+RUN_STATUSES = (RUN_ACTIVE, RUN_COMPLETED, RUN_STOPPED)
+
+STEP_PENDING = "pending"
+STEP_DONE = "done"
+STEP_SKIPPED = "skipped"
+STEP_STOPPED = "stopped"
+STEP_STATUSES = (STEP_PENDING, STEP_DONE, STEP_SKIPPED, STEP_STOPPED)
+
+STOP_REFUND = "refund"
+STOP_SUBSCRIPTION_END = "subscription_end"
+
+
+class Sequence(Base):
+    __tablename__ = "sequences"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    business_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    name: Mapped[str] = mapped_column(String(200))
+    # The offering whose orders start it: at most one (live) sequence per offering.
+    offering_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, unique=True)
+    stop_on_refund: Mapped[bool] = mapped_column(Boolean, default=False)
+    stop_on_subscription_end: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Deleted sequences are kept (their runs are history) but unlinked and hidden.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_sequences_business_id_created_at", "business_id", "created_at"),)
+
+
+class SequenceStep(Base):
+    __tablename__ = "sequence_steps"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    sequence_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("sequences.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    delay_minutes: Mapped[int] = mapped_column(Integer)
+    delay_from: Mapped[str] = mapped_column(String(10))
+    action: Mapped[str] = mapped_column(String(30))
+    email_subject: Mapped[str | None] = mapped_column(String(200))
+    email_body_markdown: Mapped[str | None] = mapped_column(Text)
+    # assign_worksheet / request_agreement: the offering; add_to_group: the group.
+    target_offering_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    group_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+
+    __table_args__ = (
+        UniqueConstraint("sequence_id", "position"),
+        CheckConstraint(f"delay_from IN {DELAY_FROM!r}", name="delay_from"),
+        CheckConstraint(f"action IN {SEQUENCE_ACTIONS!r}", name="action"),
+        CheckConstraint("delay_minutes >= 0", name="delay_minutes"),
+    )
+
+
+class SequenceRun(Base):
+    """One order going through one sequence."""
+
+    __tablename__ = "sequence_runs"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    business_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    sequence_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sequences.id", ondelete="CASCADE"))
+    sequence_name: Mapped[str] = mapped_column(String(200))
+    order_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    offering_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    offering_name: Mapped[str] = mapped_column(String(200))
+    buyer_account_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    buyer_email: Mapped[str] = mapped_column(String(320))
+    buyer_name: Mapped[str] = mapped_column(String(200))
+    business_name: Mapped[str | None] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(20), default=RUN_ACTIVE)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    stop_reason: Mapped[str | None] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        UniqueConstraint("sequence_id", "order_id"),
+        CheckConstraint(f"status IN {RUN_STATUSES!r}", name="status"),
+        Index("ix_sequence_runs_sequence_id_started_at", "sequence_id", "started_at"),
+    )
+
+
+class SequenceStepRun(Base):
+    """One step of one run: a copy of the step as it was when the run started, its due
+    time and what became of it."""
+
+    __tablename__ = "sequence_step_runs"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)  # derived from (run, step)
+    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sequence_runs.id", ondelete="CASCADE"))
+    step_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    business_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    position: Mapped[int] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(30))
+    delay_minutes: Mapped[int] = mapped_column(Integer)
+    delay_from: Mapped[str] = mapped_column(String(10))
+    email_subject: Mapped[str | None] = mapped_column(String(200))
+    email_body_markdown: Mapped[str | None] = mapped_column(Text)
+    target_offering_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    group_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(20), default=STEP_PENDING)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # After a failed attempt: not before then (due_at stays what the sequence said).
+    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What the step made: the email's id, or the event's id.
+    result_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+
+    __table_args__ = (
+        UniqueConstraint("run_id", "step_id"),
+        CheckConstraint(f"status IN {STEP_STATUSES!r}", name="status"),
+        # The runner's query: pending step-runs by due time.
+        Index("ix_sequence_step_runs_status_due_at", "status", "due_at"),
+    )
+
+
+class SequenceOrderStop(Base):
+    """A full refund or an ended subscription heard for an order: runs of that order that
+    start later (their order_paid came late) start stopped when the sequence says so."""
+
+    __tablename__ = "sequence_order_stops"
+
+    order_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    cause: Mapped[str] = mapped_column(String(20), primary_key=True)
+    business_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class KnownOffering(Base):
+    """An offering as announced by ``catalog.offering_published.v1`` (the newest version
+    heard of) and ``catalog.offering_archived.v1``: names and details of sequence targets."""
+
+    __tablename__ = "known_offerings"
+
+    offering_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    business_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    version_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    name: Mapped[str | None] = mapped_column(String(200))
+    kind: Mapped[str | None] = mapped_column(String(20))
+    details: Mapped[str] = mapped_column(Text, default="{}")  # JSON object
+    archived: Mapped[bool] = mapped_column(Boolean, default=False)
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -8,13 +8,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from kit.auth import TokenVerifier
+from kit.catalog_quotes import CatalogClient
 from kit.http import create_app
 from kit.logging import configure_logging
 from kit.messaging import Outbox
 from kit.runtime import ServiceContext
 from payments import models
 from payments.activity import endpoints as activity
-from payments.catalog_client import CatalogClient
 from payments.config import PaymentsSettings
 from payments.orders import endpoints as orders
 from payments.refunds import endpoints as refunds

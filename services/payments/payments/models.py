@@ -158,6 +158,9 @@ class Order(Base):
         ),
         Index("ix_orders_business_id_created_at", "business_id", "created_at"),
         Index("ix_orders_business_id_paid_at", "business_id", "paid_at"),
+        # A buyer's purchase history (GET /me/orders).
+        Index("ix_orders_buyer_account_id", "buyer_account_id"),
+        Index("ix_orders_buyer_email", "buyer_email"),
         Index(
             "ix_orders_open_payments",
             "payment_started_at",

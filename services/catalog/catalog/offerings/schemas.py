@@ -19,11 +19,12 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    model_serializer,
 )
 
 from catalog.money import MAX_PRICE_MINOR, normalize_currency
 from kit.errors import FieldError
-from kit.validation import Name
+from kit.validation import Name, clean_text
 
 Kind = Literal["appointment", "engagement", "course", "group", "worksheet", "agreement", "package"]
 Visibility = Literal["public", "unlisted", "established_only", "groups"]
@@ -73,12 +74,43 @@ Billing = Annotated[
 
 
 class AppointmentDetails(_Strict):
+    """``buffer_minutes``: time kept free after each appointment (no other appointment
+    may start in it). ``new_clients_can_self_book`` false: only someone holding an
+    applicable credit or an active entitlement of this offering may request it.
+    Both are left out of the stored details while at their default, so details
+    stored before they existed read the same."""
+
     duration_minutes: int = Field(strict=True, ge=5, le=1440)
+    buffer_minutes: int = Field(0, strict=True, ge=0, le=240)
+    new_clients_can_self_book: bool = Field(True, strict=True)
+
+    @model_serializer(mode="wrap")
+    def _without_defaults(self, handler: Any) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("buffer_minutes") == 0:
+            data.pop("buffer_minutes", None)
+        if data.get("new_clients_can_self_book") is True:
+            data.pop("new_clients_can_self_book", None)
+        return data
 
 
 class EngagementDetails(_Strict):
+    """``appointment_offering_ids``: the appointment offerings its credits may book;
+    empty (left out of the stored details) means any appointment offering of the
+    business."""
+
     credits: int = Field(strict=True, ge=1, le=500)
     credit_expiry_days: int | None = Field(None, strict=True, ge=1, le=3650)
+    appointment_offering_ids: list[uuid.UUID] = Field(default_factory=list, max_length=100)
+
+    @model_serializer(mode="wrap")
+    def _without_empty(self, handler: Any) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if not data.get("appointment_offering_ids"):
+            data.pop("appointment_offering_ids", None)
+        else:
+            data["appointment_offering_ids"] = list(dict.fromkeys(data["appointment_offering_ids"]))
+        return data
 
 
 class GroupDetails(_Strict):
@@ -93,6 +125,24 @@ class PackageDetails(_Strict):
     includes: list[Annotated[Name, StringConstraints(max_length=200)]] = Field(max_length=50)
 
 
+Question = Annotated[str, StringConstraints(max_length=500), AfterValidator(clean_text)]
+
+
+class WorksheetDetails(_Strict):
+    """The questions the buyer answers, in order. Optional: a worksheet without questions
+    (every worksheet made before there were questions) gets one free-text answer."""
+
+    questions: list[Question] | None = Field(None, min_length=1, max_length=50)
+
+    @model_serializer(mode="wrap")
+    def _without_empty(self, handler: Any) -> dict[str, Any]:
+        # A worksheet without questions keeps its details as they always were: {}.
+        data: dict[str, Any] = handler(self)
+        if data.get("questions") is None:
+            data.pop("questions", None)
+        return data
+
+
 class NoDetails(_Strict):
     pass
 
@@ -102,7 +152,7 @@ DETAILS: dict[str, type[BaseModel]] = {
     "engagement": EngagementDetails,
     "course": NoDetails,
     "group": GroupDetails,
-    "worksheet": NoDetails,
+    "worksheet": WorksheetDetails,
     "agreement": AgreementDetails,
     "package": PackageDetails,
 }

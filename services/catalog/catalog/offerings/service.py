@@ -126,12 +126,31 @@ class OfferingService:
         for name, group_id in named:
             if group_id in unknown:
                 errors.append(FieldError(name, f"{group_id} is not a group of this business"))
+        errors.extend(await self._appointment_offering_problems(business_id, data.kind, details))
         if errors:
             raise _invalid(errors)
         stored = data.model_dump(mode="json")
         stored["details"] = details
         stored["group_ids"] = list(dict.fromkeys(stored["group_ids"]))
         return {name: stored[name] for name in VERSION_FIELDS}
+
+    async def _appointment_offering_problems(
+        self, business_id: uuid.UUID, kind: str, details: dict[str, Any]
+    ) -> list[FieldError]:
+        """An engagement's ``appointment_offering_ids`` must name appointment offerings
+        of this business."""
+        if kind != "engagement" or not details.get("appointment_offering_ids"):
+            return []
+        wanted = [uuid.UUID(str(i)) for i in details["appointment_offering_ids"]]
+        found = {o.id: v.kind for o, v in await self.repo.offerings(business_id, ids=wanted)}
+        return [
+            FieldError(
+                "details.appointment_offering_ids",
+                f"{offering_id} is not an appointment offering of this business",
+            )
+            for offering_id in wanted
+            if found.get(offering_id) != "appointment"
+        ]
 
     # -- reads --------------------------------------------------------------------
 
@@ -271,5 +290,6 @@ class OfferingService:
                 price_minor=version.price_minor,
                 currency=version.currency,
                 billing=dict(version.billing),
+                details=dict(version.details or {}),
             ),
         )

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-Source = Literal["invited", "signed_up", "purchased", "booked", "added"]
+Source = Literal["invited", "signed_up", "purchased", "booked", "appointment", "added"]
 ClientStatus = Literal["active", "archived"]
 SORTS = ("name", "-name", "email", "-email", "created_at", "-created_at")
 Sort = Literal["name", "-name", "email", "-email", "created_at", "-created_at"]

@@ -27,6 +27,7 @@ ADDED_SUMMARY = {
     "signed_up": "Signed up",
     "purchased": "Became a client with a purchase",
     "booked": "Became a client by booking an appointment",
+    "appointment": "Became a client by requesting an appointment",
 }
 
 

@@ -37,6 +37,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from clients.appointments.service import AppointmentService
 from clients.book.service import ClientBook, timeline_row
 from clients.groups.service import GroupService
 from clients.identity.service import IdentityService
@@ -59,8 +60,10 @@ log = get_logger(__name__)
 
 ENGAGEMENT = "engagement"
 GROUP = "group"
+APPOINTMENT = "appointment"
 RECURRING = "recurring"
 PAYMENT_PLAN = "payment_plan"
+FORM_KINDS = ("agreement", "worksheet")
 
 
 class OrderNotAppliedYet(RuntimeError):
@@ -162,6 +165,13 @@ def _credits(details: dict[str, Any]) -> tuple[int, int | None]:
     return count, expiry
 
 
+def _appointment_offering_ids(details: dict[str, Any]) -> list[str] | None:
+    named = details.get("appointment_offering_ids")
+    if not isinstance(named, list) or not named:
+        return None
+    return [str(i) for i in named]
+
+
 def credit_out(credit: Credit, now: datetime) -> schemas.CreditOut:
     expired = credit.expires_at is not None and credit.expires_at <= now
     return schemas.CreditOut(
@@ -249,6 +259,7 @@ class PurchaseService:
         )
         timeline, credits, entitlements = [], [], []
         groups: list[tuple[OrderPaidV1, uuid.UUID, uuid.UUID]] = []
+        appointments: list[tuple[OrderPaidV1, Any, uuid.UUID]] = []
         for event, account in zip(events, accounts, strict=True):
             if event.order_id not in claimed:
                 log.info("order_already_applied", order_id=str(event.order_id))
@@ -266,6 +277,9 @@ class PurchaseService:
                 entitlements.append(
                     self._entitlement_row(event, business.id, account.id, client_id, now)
                 )
+            if event.kind == APPOINTMENT and event.appointment_id is not None:
+                # Bought from the booking page: the held request becomes a request.
+                appointments.append((event, account, client_id))
             log.info(
                 "order_applied",
                 order_id=str(event.order_id),
@@ -278,6 +292,10 @@ class PurchaseService:
         await self.repo.add_entitlements(entitlements)
         for event, account_id, client_id in groups:
             await self._join_group(event, business, account_id, client_id, now)
+        if appointments:
+            await AppointmentService(
+                self.session, self.identity.outbox, self.identity.settings
+            ).orders_paid(business, appointments)
         return len(timeline)
 
     async def _add_credits(
@@ -317,6 +335,8 @@ class PurchaseService:
             # Counted from the payment, not from when this event happened to arrive.
             "expires_at": event.paid_at + timedelta(days=expiry_days) if expiry_days else None,
             "created_at": now,
+            # Which appointment offerings the credits book (none named: any).
+            "appointment_offering_ids": _appointment_offering_ids(event.details),
         }
 
     async def _join_group(
@@ -391,6 +411,8 @@ class PurchaseService:
             "offering_name": event.offering_name[:200],
             "status": status,
             "created_at": now,
+            # What the buyer signs or answers is the version they bought (clients.forms).
+            "details": dict(event.details) if event.kind in FORM_KINDS else None,
         }
 
     # -- refunds -----------------------------------------------------------------------

@@ -44,6 +44,8 @@ class OfferingPublishedV1(_NamedThing):
     price_minor: int
     currency: str
     billing: dict[str, Any]
+    # The kind's details (a worksheet's questions, an agreement's text, ...).
+    details: dict[str, Any] = Field(default_factory=dict)
 
 
 class OfferingArchivedV1(Event):

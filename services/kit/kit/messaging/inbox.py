@@ -47,12 +47,22 @@ from kit.db import (
 )
 from kit.logging import bound_ids, get_logger
 from kit.messaging.broker import Broker, declare_service_queue
+from kit.metrics import (
+    DLQ_MESSAGES,
+    EVENTS_CONSUMED,
+    EVENTS_DEAD_LETTERED,
+    EVENTS_FAILED,
+    INBOX_DUPLICATES,
+    UNKNOWN_EVENT,
+    touch,
+)
 
 log = get_logger(__name__)
 
 E = TypeVar("E", bound=Event)
 Handler = Callable[[Any, AsyncSession], Awaitable[None]]
 TypedHandler = Callable[[E, AsyncSession], Awaitable[None]]
+BatchHandler = Callable[[list[E], AsyncSession], Awaitable[None]]
 
 
 def inbox_table(metadata: MetaData) -> Table:
@@ -109,6 +119,7 @@ class Consumer:
         self._consumer_tag: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._retry_tasks: set[asyncio.Task[None]] = set()
+        self._batch_handlers: dict[str, BatchHandler[Event]] = {}
 
     # -- registration -------------------------------------------------------
 
@@ -117,6 +128,22 @@ class Consumer:
             if event_type.name in self._handlers:
                 raise ValueError(f"{self.service} already handles {event_type.name}")
             self._handlers[event_type.name] = (event_type, func)
+            return func
+
+        return register
+
+    def batch_handler(self, event_type: type[E]) -> Callable[[BatchHandler[E]], BatchHandler[E]]:
+        """Like ``handler``, for a handler that takes the new events of one name in a
+        batch at once (``await func(events, session)``): one call for a run of such
+        events, in delivery order, instead of one per event (and so one query per step
+        of its work for the run). Same transaction, same all-or-nothing retry."""
+
+        def register(func: BatchHandler[E]) -> BatchHandler[E]:
+            async def one(event: E, session: AsyncSession) -> None:
+                await func([event], session)
+
+            self.handler(event_type)(one)
+            self._batch_handlers[event_type.name] = func  # type: ignore[assignment]
             return func
 
         return register
@@ -134,6 +161,10 @@ class Consumer:
         self._queue = await declare_service_queue(
             channel, self.broker.topology, self.service, self.event_names, self.delivery_limit
         )
+        names = [(name,) for name in self.event_names]
+        for metric in (EVENTS_CONSUMED, EVENTS_FAILED, INBOX_DUPLICATES):
+            touch(metric, *names)
+        touch(EVENTS_DEAD_LETTERED, *((name, "retries_exhausted") for name in self.event_names))
         for _ in range(self.concurrency):
             self._tasks.append(asyncio.create_task(self._process_loop()))
         self._consumer_tag = await self._queue.consume(self._on_message)
@@ -198,6 +229,7 @@ class Consumer:
                     routing_key=message.routing_key,
                 )
                 await _settle(message.reject(requeue=False))
+                EVENTS_DEAD_LETTERED.labels(self._event_label(message), "invalid").inc()
                 continue
             deliveries.append(_Delivery(message, event, handler))
         if deliveries:
@@ -207,7 +239,7 @@ class Consumer:
         outage_wait = 0.5
         while True:
             try:
-                await self._run_transaction(deliveries)
+                handled, duplicates = await self._run_transaction(deliveries)
                 failure: BaseException | None = None
                 break
             except Exception as exc:
@@ -228,6 +260,7 @@ class Consumer:
                         await self._handle([delivery])
                     return
                 failure = exc
+                EVENTS_FAILED.labels(deliveries[0].event.name).inc()
                 log.warning(
                     "event_handler_failed",
                     event_id=str(deliveries[0].event.id),
@@ -238,28 +271,60 @@ class Consumer:
                 break
         if failure is None:
             await asyncio.gather(*(_settle(d.message.ack()) for d in deliveries))
+            for name in handled:
+                EVENTS_CONSUMED.labels(name).inc()
+            for name in duplicates:
+                INBOX_DUPLICATES.labels(name).inc()
         else:
             for delivery in deliveries:
                 self._retry_later(delivery, failure)
 
-    async def _run_transaction(self, deliveries: list[_Delivery]) -> None:
-        """All of the batch or none of it: one inbox insert, then each new event's handler."""
+    async def _run_transaction(self, deliveries: list[_Delivery]) -> tuple[list[str], list[str]]:
+        """All of the batch or none of it: one inbox insert, then each new event's handler.
+
+        Returns the names of the events handled and of the duplicates skipped."""
+        handled: list[str] = []
         first_of_each: dict[uuid.UUID, _Delivery] = {}
         for delivery in deliveries:  # the same event twice in one batch runs once
             first_of_each.setdefault(delivery.event.id, delivery)
+        duplicates = [d.event.name for d in deliveries if first_of_each[d.event.id] is not d]
         async with self.sessionmaker() as session, session.begin():
             fresh = await self._record(session, [d.event for d in first_of_each.values()])
+            run: list[Event] = []  # consecutive new events for one batch handler
+
+            async def flush_run() -> None:
+                if run:
+                    with bound_ids(event_name=run[0].name):
+                        await self._batch_handlers[run[0].name](list(run), session)
+                    handled.extend(e.name for e in run)
+                    run.clear()
+
             for event_id, delivery in first_of_each.items():
+                if event_id in fresh and delivery.event.name in self._batch_handlers:
+                    if run and run[0].name != delivery.event.name:
+                        await flush_run()
+                    run.append(delivery.event)
+                    continue
+                await flush_run()
                 event = delivery.event
+                message = delivery.message
+                # The request that caused the event (and its chain): bound for the
+                # handler's log lines and for the events it enqueues in turn.
+                request_id = (message.headers or {}).get("request_id")
                 with bound_ids(
-                    correlation_id=event.correlation_id,
+                    correlation_id=event.correlation_id or message.correlation_id,
+                    request_id=request_id if isinstance(request_id, str) else None,
                     event_id=str(event_id),
                     event_name=event.name,
                 ):
                     if event_id not in fresh:
                         log.info("event_duplicate_skipped")
+                        duplicates.append(event.name)
                         continue
                     await delivery.handler(event, session)
+                    handled.append(event.name)
+            await flush_run()
+        return handled, duplicates
 
     async def _record(self, session: AsyncSession, events: list[Event]) -> set[uuid.UUID]:
         """Insert the inbox rows; returns the ids that were not there yet."""
@@ -279,6 +344,7 @@ class Consumer:
     def _retry_later(self, delivery: _Delivery, error: BaseException | None) -> None:
         count = _delivery_count(delivery.message)
         if count >= self.delivery_limit:
+            EVENTS_DEAD_LETTERED.labels(delivery.event.name, "retries_exhausted").inc()
             log.error(
                 "event_dead_lettered_after_retries",
                 event_id=str(delivery.event.id),
@@ -294,6 +360,26 @@ class Consumer:
     async def _nack_after(self, message: AbstractIncomingMessage, delay: float) -> None:
         await asyncio.sleep(delay)
         await _settle(message.nack(requeue=True))
+
+    def _event_label(self, message: AbstractIncomingMessage) -> str:
+        name = message.routing_key or message.type or ""
+        return name if name in self._handlers else UNKNOWN_EVENT
+
+    async def measure_dead_letters(self) -> int:
+        """Set the DLQ gauge from a passive declare of ``<service>.dlq``, on a channel of
+        its own (a failed passive declare closes its channel, never the consumer's)."""
+        name = self.broker.topology.dead_letter_queue(self.service)
+        connection = await self.broker.consume_connection()
+        channel = await connection.channel()
+        try:
+            underlay = await channel.get_underlay_channel()
+            declared = await underlay.queue_declare(name, passive=True)
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+        count = int(declared.message_count or 0)
+        DLQ_MESSAGES.labels(name).set(count)
+        return count
 
     async def purge_inbox(self) -> int:
         cutoff = utcnow() - self.retention

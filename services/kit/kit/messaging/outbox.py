@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -45,10 +47,18 @@ from kit.contracts.base import Event
 from kit.db import UTCDateTime, utcnow
 from kit.logging import current_ids, get_logger
 from kit.messaging.broker import Broker
+from kit.metrics import (
+    EVENTS_PUBLISH_FAILED,
+    EVENTS_PUBLISHED,
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST_AGE,
+)
 
 log = get_logger(__name__)
 
 MAX_BACKOFF_SECONDS = 60
+# How often the relay measures its backlog (one COUNT/MIN query) for the gauges.
+GAUGE_INTERVAL_SECONDS = 5.0
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -77,10 +87,13 @@ def outbox_table(metadata: MetaData) -> Table:
 
 def _row_for(event: Event) -> dict[str, Any]:
     ids = current_ids()
-    if event.correlation_id is None and ids.get("correlation_id"):
-        event = event.model_copy(update={"correlation_id": ids["correlation_id"]})
+    if event.correlation_id is None:
+        # The request (or the event being handled) that caused this one; an event
+        # caused by neither (a periodic job) starts a chain of its own.
+        correlation_id = ids.get("correlation_id") or ids.get("request_id") or str(event.id)
+        event = event.model_copy(update={"correlation_id": correlation_id})
     headers = {
-        "correlation_id": event.correlation_id or ids.get("request_id") or str(event.id),
+        "correlation_id": event.correlation_id,
         "request_id": ids.get("request_id"),
     }
     now = utcnow()
@@ -134,6 +147,7 @@ class OutboxRelay:
         poll_interval: float = 0.1,
         retention: timedelta = timedelta(hours=1),
         publish_timeout: float = 10.0,
+        gauge_interval: float = GAUGE_INTERVAL_SECONDS,
     ) -> None:
         self.sessionmaker = sessionmaker
         self.table = table
@@ -142,6 +156,8 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.retention = retention
         self.publish_timeout = publish_timeout
+        self.gauge_interval = gauge_interval
+        self._gauges_due = 0.0  # time.monotonic() of the next backlog measurement
 
     async def _publish(self, exchange: aio_pika.abc.AbstractExchange, row: _Pending) -> None:
         headers = json.loads(row.headers)
@@ -191,7 +207,39 @@ class OutboxRelay:
                 )
             for row, error in failed:
                 await self._record_failure(session, row, error)
+        # Counted once the marks are committed (a rollback republishes them later).
+        published_names = Counter(
+            row.name for row, res in zip(rows, results, strict=True) if res is None
+        )
+        for name, count in published_names.items():
+            EVENTS_PUBLISHED.labels(name).inc(count)
+        for row, _error in failed:
+            EVENTS_PUBLISH_FAILED.labels(row.name).inc()
         return len(confirmed)
+
+    async def measure_backlog(self) -> tuple[int, float]:
+        """Set the outbox gauges (one query): unpublished rows, age of the oldest in s."""
+        t = self.table
+        async with self.sessionmaker() as session:
+            count, oldest = (
+                await session.execute(
+                    select(func.count(), func.min(t.c.created_at)).where(t.c.published_at.is_(None))
+                )
+            ).one()
+        age = max((utcnow() - oldest).total_seconds(), 0.0) if oldest is not None else 0.0
+        OUTBOX_BACKLOG.set(count)
+        OUTBOX_OLDEST_AGE.set(age)
+        return int(count), age
+
+    async def _maybe_measure_backlog(self) -> None:
+        now = time.monotonic()
+        if now < self._gauges_due:
+            return
+        self._gauges_due = now + self.gauge_interval
+        try:
+            await self.measure_backlog()
+        except Exception as exc:  # the database is away: the gauges keep their last value
+            log.debug("outbox_backlog_unmeasured", error=f"{type(exc).__name__}: {exc}")
 
     async def _record_failure(
         self, session: AsyncSession, row: _Pending, error: BaseException
@@ -240,7 +288,9 @@ class OutboxRelay:
                 log.warning(
                     "outbox_relay_error", error=f"{type(exc).__name__}: {exc}", failures=failures
                 )
+                await self._maybe_measure_backlog()  # the backlog grows while the broker is away
                 await wait_for_stop(stop, min(0.5 * failures, 5.0))
                 continue
+            await self._maybe_measure_backlog()
             if published < self.batch_size:
                 await wait_for_stop(stop, self.poll_interval)

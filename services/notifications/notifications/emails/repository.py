@@ -37,6 +37,7 @@ class ClaimedEmail:
     attempts: int
     lease: datetime
     extra_headers: str | None = None
+    attachments: str | None = None
 
 
 class EmailRepository:
@@ -130,6 +131,7 @@ class EmailRepository:
                 Email.html_body,
                 Email.attempts,
                 Email.extra_headers,
+                Email.attachments,
             )
             .execution_options(synchronize_session=False)
         )

@@ -29,13 +29,16 @@ from email.utils import format_datetime
 
 import aiosmtplib
 from email_validator import EmailNotValidError, validate_email
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kit.aio import wait_for_stop
 from kit.db import is_connection_error, utcnow
 from kit.logging import get_logger
+from kit.metrics import touch
 from kit.validation import normalize_email
 from notifications.config import NotificationsSettings
+from notifications.emails.attachments import attach_all
 from notifications.emails.headers import MESSAGE_POLICY, InvalidHeaders, decode_headers
 from notifications.emails.rendering import SUBJECT_MAX_LENGTH, one_line
 from notifications.emails.repository import ClaimedEmail, EmailRepository
@@ -43,6 +46,13 @@ from notifications.emails.repository import ClaimedEmail, EmailRepository
 log = get_logger(__name__)
 
 CLAIM_LEASE = timedelta(minutes=2)
+
+EMAILS = Counter(
+    "clientele_emails",
+    "Email delivery outcomes: sent, retried (deferred with backoff), failed (for good).",
+    ["outcome"],
+)
+touch(EMAILS, ("sent",), ("retried",), ("failed",))
 
 
 def message_id_for(email_id: uuid.UUID) -> str:
@@ -83,6 +93,8 @@ def build_message(email: ClaimedEmail, settings: NotificationsSettings) -> tuple
         message[name] = value
     message.set_content(email.text_body)
     message.add_alternative(email.html_body, subtype="html")
+    # Files it carries (an appointment's .ics), checked again: none for most emails.
+    attach_all(message, email.attachments)
     return message, checked.ascii_email or checked.normalized
 
 
@@ -227,6 +239,7 @@ class EmailSender:
         await self._store(
             email, lambda repo: repo.mark_sent(email, utcnow(), str(message["Message-ID"]))
         )
+        EMAILS.labels("sent").inc()
         log.info(
             "email_sent", email_id=str(email.id), template=email.template, attempts=email.attempts
         )
@@ -257,6 +270,7 @@ class EmailSender:
         delay = self.retry_delay(email.attempts)
         next_attempt_at = utcnow() + timedelta(seconds=delay)
         await self._store(email, lambda repo: repo.reschedule(email, next_attempt_at, error))
+        EMAILS.labels("retried").inc()
         log.warning(
             "email_delivery_deferred",
             email_id=str(email.id),
@@ -268,6 +282,7 @@ class EmailSender:
 
     async def _give_up(self, email: ClaimedEmail, error: str) -> None:
         await self._store(email, lambda repo: repo.mark_failed(email, error))
+        EMAILS.labels("failed").inc()
         log.error(
             "email_delivery_failed",
             email_id=str(email.id),

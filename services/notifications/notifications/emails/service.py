@@ -38,6 +38,7 @@ from kit.money import amount
 from kit.validation import normalize_email, safe_next_path
 from notifications.config import NotificationsSettings
 from notifications.emails import money, schemas
+from notifications.emails.attachments import Attachment, encode_attachments
 from notifications.emails.rendering import (
     EmailRenderer,
     describe_days,
@@ -421,12 +422,16 @@ class EmailService:
         context: dict[str, Any],
         business_id: uuid.UUID | None,
         key: uuid.UUID | str | None = None,
+        *,
+        attachments: list[Attachment] | None = None,
+        send_at: datetime | None = None,
     ) -> bool:
         """Render and store the email for the sender. False when it was already queued.
 
         The email's id derives from ``key`` (default: the event's id; else the natural
         key of what the email is about: an order, a refund, an invoice), the template
-        and the recipient, so the same key never queues a second email.
+        and the recipient, so the same key never queues a second email. ``send_at``
+        (default: now) is when it becomes due: the sender takes no row before then.
         """
         rendered = self.renderer.render(template, context)
         now = utcnow()
@@ -452,8 +457,9 @@ class EmailService:
                 "status": status,
                 "attempts": 0,
                 "last_error": last_error,
-                "next_attempt_at": now,
+                "next_attempt_at": send_at or now,
                 "created_at": now,
+                "attachments": encode_attachments(attachments),
             }
         )
         if status == FAILED:

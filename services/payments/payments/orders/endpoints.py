@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Request, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from kit.auth import CurrentCoach, OptionalViewer, bearer_token
+from kit.auth import CurrentAccount, CurrentCoach, OptionalViewer, bearer_token
 from kit.db import db_session
 from payments.orders import schemas
 from payments.orders.service import OrderService
@@ -76,3 +76,15 @@ async def list_orders(
 ) -> schemas.OrderList:
     """The business's orders, newest first."""
     return await orders.list(coach.business_id, limit, offset)
+
+
+@router.get("/me/orders", response_model=schemas.MyOrders)
+async def my_orders(
+    viewer: CurrentAccount,
+    orders: Orders,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> schemas.MyOrders:
+    """The logged-in buyer's purchases in every business (paid, or paid and refunded),
+    newest first; also those made logged out with the account's email."""
+    return await orders.mine(viewer, limit, offset)

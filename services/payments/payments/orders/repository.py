@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, select, text
+from sqlalchemy import Table, and_, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -75,6 +75,28 @@ class OrderRepository:
         ).scalar_one()
         rows = await self.session.execute(
             base.order_by(Order.created_at.desc(), Order.id.desc()).limit(limit).offset(offset)
+        )
+        return rows.scalars().all(), int(total)
+
+    async def of_buyer(
+        self, account_id: uuid.UUID, email: str | None, limit: int, offset: int
+    ) -> tuple[Sequence[Order], int]:
+        """A buyer's paid (and refunded) orders in every business, newest first: bought
+        logged in (the account), or logged out with the account's email (the account was
+        made from that purchase and claimed), as ``SubscriptionRepository._buyer`` matches
+        customers. Orders never paid (abandoned, failed) are not purchases."""
+        buyer = Order.buyer_account_id == account_id
+        if email:
+            logged_out = and_(
+                Order.buyer_account_id.is_(None), Order.buyer_email == email.strip().lower()
+            )
+            buyer = or_(buyer, logged_out)
+        base = select(Order).where(buyer, Order.paid_at.is_not(None))
+        total = (
+            await self.session.execute(select(func.count()).select_from(base.subquery()))
+        ).scalar_one()
+        rows = await self.session.execute(
+            base.order_by(Order.paid_at.desc(), Order.id.desc()).limit(limit).offset(offset)
         )
         return rows.scalars().all(), int(total)
 

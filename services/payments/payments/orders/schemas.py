@@ -84,3 +84,30 @@ class OrderList(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class MyOrderOut(BaseModel):
+    """One of the buyer's purchases, for their purchase history."""
+
+    id: uuid.UUID
+    business_id: uuid.UUID
+    business_name: str
+    offering_name: str
+    kind: str
+    amount_minor: int
+    currency: str
+    # What the order charges, with its billing ("$30.00 / month", "Free").
+    price_label: str
+    status: str  # paid | refunded (refunded_minor tells how much)
+    paid_at: datetime | None
+    created_at: datetime
+    refunded_minor: int
+
+
+class MyOrders(BaseModel):
+    """The logged-in buyer's paid orders in every business, newest first."""
+
+    items: list[MyOrderOut]
+    total: int
+    limit: int
+    offset: int

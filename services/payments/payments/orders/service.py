@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from kit.auth import Principal
+from kit.catalog_quotes import CatalogClient, Quote
 from kit.db import utcnow
 from kit.errors import Conflict, FieldError, InvalidInput, NotFound
 from kit.logging import get_logger
 from kit.messaging import Outbox
-from payments.catalog_client import CatalogClient, Quote
+from kit.money import price_label
 from payments.config import PaymentsSettings
 from payments.models import (
     OPEN_STATUSES,
@@ -143,7 +144,7 @@ class OrderService:
         bearer: str | None,
     ) -> schemas.OrderCreated:
         buyer = buyer_of(body, viewer)
-        quote = await self.catalog.quote(body.offering_id, body.discount_code, bearer)
+        quote = await self.catalog.quote(body.offering_id, bearer, body.discount_code)
         if quote.billing.get("type") not in SUPPORTED_BILLING:
             raise InvalidInput(
                 "This offering cannot be bought.",
@@ -308,6 +309,33 @@ class OrderService:
         items, total = await self.repo.page(business_id, limit, offset)
         return schemas.OrderList(
             items=[order_out(o) for o in items], total=total, limit=limit, offset=offset
+        )
+
+    async def mine(self, viewer: Principal, limit: int, offset: int) -> schemas.MyOrders:
+        """The buyer's purchase history in every business, newest first."""
+        items, total = await self.repo.of_buyer(viewer.account_id, viewer.email, limit, offset)
+        return schemas.MyOrders(
+            items=[
+                schemas.MyOrderOut(
+                    id=o.id,
+                    business_id=o.business_id,
+                    business_name=o.business_name or "",
+                    offering_name=o.offering_name,
+                    kind=o.kind,
+                    amount_minor=o.amount_minor,
+                    currency=o.currency,
+                    # What this order charges, with its billing ("$30.00 / month").
+                    price_label=price_label(o.amount_minor, o.currency, dict(o.billing)),
+                    status=o.status,
+                    paid_at=o.paid_at,
+                    created_at=o.created_at,
+                    refunded_minor=o.refunded_minor,
+                )
+                for o in items
+            ],
+            total=total,
+            limit=limit,
+            offset=offset,
         )
 
     # -- pay ---------------------------------------------------------------------------

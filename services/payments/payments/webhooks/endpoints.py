@@ -6,17 +6,30 @@ import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
+from prometheus_client import Counter
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from kit.errors import Unavailable
 from kit.logging import get_logger
+from kit.metrics import touch
 from payments.config import PaymentsSettings
+from payments.stripe_gateway.gateway import InvalidWebhook
 from payments.webhooks import schemas
 from payments.webhooks.service import WebhookIntake
 
 router = APIRouter(tags=["webhooks"])
 log = get_logger(__name__)
+
+WEBHOOKS = Counter(
+    "clientele_stripe_webhooks",
+    "Stripe webhooks received, by outcome: stored, duplicate (answered 200, stored before), "
+    "bad_signature (400: missing, wrong or stale signature, or no secret configured), "
+    "db_unavailable (503, Stripe retries).",
+    ["outcome"],
+)
+WEBHOOK_OUTCOMES = ("stored", "duplicate", "bad_signature", "db_unavailable")
+touch(WEBHOOKS, *((outcome,) for outcome in WEBHOOK_OUTCOMES))
 
 # Longest a webhook may wait for the database (a free connection, the insert, the
 # commit). A healthy insert takes milliseconds; when the database is away the pool
@@ -38,15 +51,21 @@ async def stripe_webhook(
     sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     payload = await request.body()
     intake = WebhookIntake(settings)
-    event = intake.verify(payload, stripe_signature)
+    try:
+        event = intake.verify(payload, stripe_signature)
+    except InvalidWebhook:
+        WEBHOOKS.labels("bad_signature").inc()
+        raise
     try:
         async with asyncio.timeout(INTAKE_TIMEOUT_SECONDS):
             async with sessionmaker() as session, session.begin():
-                await intake.store(session, event, payload)
+                stored = await intake.store(session, event, payload)
     except (TimeoutError, OSError, DBAPIError) as exc:
+        WEBHOOKS.labels("db_unavailable").inc()
         log.warning("stripe_event_not_stored", stripe_event=event["id"], error=type(exc).__name__)
         raise Unavailable(
             "The event could not be stored; deliver it again later.",
             headers={"Retry-After": "10"},
         ) from exc
+    WEBHOOKS.labels("stored" if stored else "duplicate").inc()
     return schemas.WebhookReceived()

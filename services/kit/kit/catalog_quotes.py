@@ -1,8 +1,10 @@
-"""The catalog's quote endpoint, over HTTP: the only source of prices.
+"""The catalog's quote endpoint, over HTTP: one offering for one viewer.
 
-The buyer's bearer token (or none) is passed on, so the catalog decides who
-may buy what; its refusals come back to the buyer unchanged (status, type,
-``reason`` and field errors).
+Payments takes its prices only from here; the clients service reads an
+appointment offering's details and eligibility from here. The viewer's bearer
+token (or none) is passed on, so the catalog decides who may see and buy what;
+its refusals come back to the caller unchanged (status, type, ``reason`` and
+field errors).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class CatalogRefusal(ServiceError):
         self.status = status
         self.slug = slug
         self.title = str(problem.get("title") or "Refused")
+        if status == 401:
+            self.headers = {"WWW-Authenticate": "Bearer"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,10 @@ class Quote:
     discount_code: str | None
     discount_minor: int
     total_minor: int
+
+    @property
+    def free(self) -> bool:
+        return self.billing.get("type") == "free" or self.price_minor <= 0
 
 
 class CatalogClient:
@@ -75,7 +83,7 @@ class CatalogClient:
             self._http = None
 
     async def quote(
-        self, offering_id: uuid.UUID, discount_code: str | None, bearer: str | None
+        self, offering_id: uuid.UUID, bearer: str | None, discount_code: str | None = None
     ) -> Quote:
         body: dict[str, Any] = {"offering_id": str(offering_id)}
         if discount_code:

@@ -1,0 +1,53 @@
+# syntax=docker/dockerfile:1
+# The payments service: `api` (default) or `worker` or `migrate` (see entrypoint.sh).
+# Build from the repository root: docker build -f deploy/docker/payments.Dockerfile .
+
+# --- builder: the kit and the payments package with their pinned dependencies in a venv
+FROM python:3.11-slim AS builder
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PATH=/opt/venv/bin:$PATH
+
+RUN python -m venv /opt/venv
+
+WORKDIR /src
+COPY constraints.txt ./
+# The kit first: it carries nearly every dependency, so this layer survives service edits.
+COPY services/kit/ services/kit/
+RUN pip install --no-cache-dir -c constraints.txt ./services/kit
+COPY services/payments/ services/payments/
+RUN pip install --no-cache-dir -c constraints.txt ./services/payments
+
+# --- runtime: the venv, the migrations and a non-root user; no compilers, no sources
+FROM python:3.11-slim AS runtime
+
+LABEL org.opencontainers.image.title="clientele-payments" \
+      org.opencontainers.image.description="Payments service: orders, Stripe, webhooks and reconciliation"
+
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    CLIENTELE_APP=payments \
+    CLIENTELE_ALEMBIC_CONFIG=/app/alembic.ini \
+    PORT=8104
+
+RUN groupadd --system --gid 10001 clientele \
+ && useradd --system --uid 10001 --gid clientele --no-create-home \
+    --home-dir /nonexistent --shell /usr/sbin/nologin clientele
+
+COPY --from=builder /opt/venv /opt/venv
+WORKDIR /app
+# Alembic history (not part of the wheel): `migrate` runs alembic -c $CLIENTELE_ALEMBIC_CONFIG.
+COPY services/payments/alembic.ini ./alembic.ini
+COPY services/payments/migrations/ ./migrations/
+COPY --chmod=0755 deploy/docker/entrypoint.sh /usr/local/bin/clientele-entrypoint
+
+USER 10001:10001
+EXPOSE 8104
+# Liveness of the api (a worker or migrate container disables it; see deploy/compose.yaml).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('PORT', '8104') + '/healthz', timeout=4)"]
+
+ENTRYPOINT ["clientele-entrypoint"]
+CMD ["api"]

@@ -1,0 +1,1 @@
+"""Sequences: steps a coach links to an offering, run for each order of it."""
