@@ -13,7 +13,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
@@ -25,6 +25,8 @@ from devtools.processes import (
     SERVICES,
     Ports,
     ProcessSpec,
+    Replicas,
+    free_ports,
     system_environment,
     system_processes,
 )
@@ -72,7 +74,7 @@ class Processes:
         self.procs[spec.name] = subprocess.Popen(
             spec.argv,
             cwd=ROOT,
-            env={**os.environ, **self.env},
+            env={**os.environ, **self.env, **spec.env},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -89,6 +91,17 @@ class Processes:
             except OSError:
                 time.sleep(0.2)
         raise RuntimeError(f"{name} did not become ready at {url}")
+
+    def wait_log(self, name: str, marker: str, timeout: float = 60) -> None:
+        """Until the process's log has ``marker`` (a worker's ``worker_started``)."""
+        log = self.work_dir / f"{name}.log"
+        deadline = time.monotonic() + timeout
+        while marker not in log.read_text(errors="replace"):
+            if self.procs[name].poll() is not None:
+                raise RuntimeError(f"{name} exited; see {log}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not log {marker!r}; see {log}")
+            time.sleep(0.2)
 
     def rss_mb(self) -> dict[str, float]:
         return {
@@ -164,6 +177,67 @@ def run(coro):  # type: ignore[no-untyped-def]
     return asyncio.run(coro)
 
 
+@dataclass(frozen=True)
+class Work:
+    """A worker's counters (clientele_* metrics): what this one process did."""
+
+    consumed: float  # events handled and committed by its consumer
+    published: float  # outbox rows its relay published
+    emails_sent: float  # emails its sender had accepted by the SMTP server
+
+    @classmethod
+    def read(cls, url: str) -> Work:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with urllib.request.urlopen(url, timeout=5) as response:
+            exposition = response.read().decode()
+        totals: dict[str, float] = {}
+        for family in text_string_to_metric_families(exposition):
+            for sample in family.samples:
+                if sample.name == "clientele_emails_total" and sample.labels["outcome"] != "sent":
+                    continue
+                totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+        return cls(
+            consumed=totals.get("clientele_events_consumed_total", 0.0),
+            published=totals.get("clientele_events_published_total", 0.0),
+            emails_sent=totals.get("clientele_emails_total", 0.0),
+        )
+
+    def summary(self) -> str:
+        parts = (
+            ("consumed", self.consumed),
+            ("published", self.published),
+            ("emails sent", self.emails_sent),
+        )
+        return ", ".join(f"{name} {value:,.0f}" for name, value in parts if value) or "nothing"
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One line of ``make bench``'s summary: a figure beside its same-run baseline."""
+
+    benchmark: str
+    figure: str
+    baseline: str
+    ratio: str
+    goal: str
+    met: bool | None  # None: no goal of its own (context for the others)
+    # The numbers behind it, for comparing runs (the .json file).
+    values: dict[str, float] = field(default_factory=dict)
+
+    def row(self) -> list[str]:
+        met = "–" if self.met is None else ("met" if self.met else "NOT met")
+        return [self.benchmark, self.figure, self.baseline, self.ratio, self.goal, met]
+
+
+SUMMARY_HEADER = ["benchmark", "figure", "baseline (same run)", "ratio", "goal", "met"]
+
+
+def env_int(name: str, default: int) -> int:
+    """A size from the environment (BENCH_*), for small runs and big ones alike."""
+    return int(os.environ.get(name, default))
+
+
 def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True))  # noqa: E731
@@ -185,6 +259,8 @@ class RunningSystem:
     processes: Processes
     databases: list[str]
     namespace: str
+    replicas: Replicas = field(default_factory=Replicas)
+    specs: dict[str, ProcessSpec] = field(default_factory=dict)
 
     @property
     def gateway(self) -> str:
@@ -192,6 +268,14 @@ class RunningSystem:
 
     def url_of(self, service: str) -> str:
         return f"http://127.0.0.1:{getattr(self.ports, service)}"
+
+    def work(self) -> dict[str, Work]:
+        """What each worker process did so far, from its own /metrics."""
+        return {
+            name: Work.read(f"http://127.0.0.1:{spec.metrics_port}/metrics")
+            for name, spec in self.specs.items()
+            if spec.metrics_port and self.processes.procs[name].poll() is None
+        }
 
     def stop(self) -> None:
         self.processes.stop()
@@ -216,14 +300,15 @@ async def _delete_namespace(prefix: str) -> None:
         await channel.exchange_delete(topology.dead_letter_exchange)
 
 
-def start_system(extra_env: dict[str, str] | None = None) -> RunningSystem:
-
-    from devtools.processes import SERVICES, Ports
-
-    ports = Ports(*(_free_port() for _ in range(len(fields(Ports)))))
+def start_system(
+    extra_env: dict[str, str] | None = None, replicas: Replicas | None = None
+) -> RunningSystem:
+    """The whole system; ``replicas``: copies of every api and worker (see devtools)."""
+    replicas = replicas or Replicas()
+    ports = free_ports(replicas)
     work = Path(tempfile.mkdtemp(prefix="bench-system-"))
     namespace = f"bench{uuid.uuid4().hex[:6]}."
-    env = system_environment(ports, var_dir=work, amqp_url=AMQP_URL)
+    env = system_environment(ports, var_dir=work, amqp_url=AMQP_URL, replicas=replicas)
     env.update(
         {
             "CLIENTELE_DEV": "0",
@@ -241,14 +326,17 @@ def start_system(extra_env: dict[str, str] | None = None) -> RunningSystem:
         upgrade(ROOT / "services" / service, url)
         env[f"{service.upper()}_DATABASE_URL"] = url
     processes = Processes(work, env)
-    system = RunningSystem(ports, processes, databases, namespace)
+    system = RunningSystem(ports, processes, databases, namespace, replicas)
     try:
-        specs = system_processes(ports)
+        specs = system_processes(ports, replicas=replicas)
+        system.specs = {spec.name: spec for spec in specs}
         for spec in specs:
             processes.start(spec)
         for spec in specs:
             if spec.ready_path:
                 processes.wait_http(spec.name, f"http://127.0.0.1:{spec.port}{spec.ready_path}")
+            elif "-worker" in spec.name:  # its queue is declared, its loops run
+                processes.wait_log(spec.name, "worker_started")
     except BaseException:
         system.stop()
         raise

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.common import LoadResult, signup, start_system, table, wrk
+from bench.common import Figure, LoadResult, env_int, signup, start_system, table, wrk
 
 CONNECTIONS = 50
-SECONDS = 10
+SECONDS = env_int("BENCH_WRK_SECONDS", 10)
+GOAL = ">= 40% of direct req/s, p99 < 50 ms"
 
 
 @dataclass
@@ -87,6 +88,28 @@ def report(results: list[HopResult]) -> str:
             "result",
         ],
     )
+
+
+def figures(results: list[HopResult]) -> list[Figure]:
+    return [
+        Figure(
+            f"gateway hop {r.endpoint.removeprefix('/api/v1/clients')}",
+            f"via gateway {r.gateway.requests_per_second:,.0f} req/s, "
+            f"p99 {r.gateway.p99_ms:.1f} ms",
+            f"direct {r.direct.requests_per_second:,.0f} req/s, p99 {r.direct.p99_ms:.1f} ms",
+            f"{r.ratio:.0%}",
+            GOAL,
+            r.met,
+            {
+                "gateway_rps": r.gateway.requests_per_second,
+                "gateway_p99_ms": r.gateway.p99_ms,
+                "direct_rps": r.direct.requests_per_second,
+                "direct_p99_ms": r.direct.p99_ms,
+                "errors": r.direct.errors + r.gateway.errors,
+            },
+        )
+        for r in results
+    ]
 
 
 if __name__ == "__main__":

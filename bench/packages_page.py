@@ -26,11 +26,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import LoadResult, RunningSystem, _free_port, signup, start_system, table, wrk
+from bench.common import (
+    Figure,
+    LoadResult,
+    RunningSystem,
+    _free_port,
+    env_int,
+    signup,
+    start_system,
+    table,
+    wrk,
+)
 from devtools.processes import ProcessSpec
 
 CONNECTIONS = 50
-SECONDS = 10
+SECONDS = env_int("BENCH_WRK_SECONDS", 10)
 WARMUP_SECONDS = 3
 OFFERINGS = 12
 GOAL_RATIO = 0.50
@@ -246,6 +256,40 @@ def report(rows: list[Row]) -> str:
 
 
 GOAL = f">= {GOAL_RATIO:.0%} of hello-world req/s, p99 < {GOAL_P99_MS:.0f} ms"
+
+
+def figures(rows: list[Row]) -> list[Figure]:
+    baseline = rows[0].load
+    assert baseline is not None
+    hello = f"hello-world {baseline.requests_per_second:,.0f} req/s"
+    result = []
+    for row in rows:
+        if not row.gated:
+            continue
+        name = "packages page " + ("HTML" if "HTML" in row.target else "JSON")
+        if row.load is None:
+            result.append(Figure(name, row.note, hello, "–", GOAL, False))
+            continue
+        load = row.load
+        ratio = load.requests_per_second / baseline.requests_per_second
+        result.append(
+            Figure(
+                name,
+                f"via gateway {load.requests_per_second:,.0f} req/s, p99 {load.p99_ms:.1f} ms",
+                hello,
+                f"{ratio:.0%}",
+                GOAL,
+                ratio >= GOAL_RATIO and load.p99_ms < GOAL_P99_MS,
+                {
+                    "rps": load.requests_per_second,
+                    "p99_ms": load.p99_ms,
+                    "hello_rps": baseline.requests_per_second,
+                    "errors": load.errors,
+                },
+            )
+        )
+    return result
+
 
 if __name__ == "__main__":
     page_rows, memory = measure()

@@ -8,6 +8,7 @@ clients, notifications, gateway, mailsink, localstripe) on PostgreSQL and Rabbit
    ``/webhooks/stripe`` at a paced INTAKE_RATE/s for INTAKE_SECONDS by an aiohttp
    client (open loop: each request leaves at its own time, whatever the earlier ones
    do). Reports p50/p99 from send to 2xx and checks every event id is stored.
+   Baseline: the same, straight at the payments api, in the same run.
    Goal: p99 < 50 ms, none lost.
 2. Purchase pipeline: PURCHASES pending orders whose PaymentIntents succeeded in
    localstripe (PaymentIntents made and confirmed through localstripe's API; the order
@@ -19,6 +20,10 @@ clients, notifications, gateway, mailsink, localstripe) on PostgreSQL and Rabbit
    to end (first webhook sent -> last receipt accepted), p50/p99 webhook-to-entitlement
    and exact counts. Goal: >= 150 purchases/s, p99 < 1 s. Printed beside raw aio-pika
    (publish with confirms / consume with acks) measured in the same run.
+3. The same purchase pipeline on a system with REPLICA_WORKERS copies of every worker
+   (one RabbitMQ, one database per service; apis once): the same figures and exact
+   counts, and what each worker replica did (its own Prometheus counters). Baseline:
+   the one-replica pipeline of the same ``make bench`` run.
 """
 
 from __future__ import annotations
@@ -40,13 +45,16 @@ import aiohttp
 from sqlalchemy import select, text
 
 from bench import event_pipeline
-from bench.common import RunningSystem, signup, start_system, table
+from bench.common import Figure, RunningSystem, Work, env_int, signup, start_system, table
+from devtools.processes import Replicas
 from kit.db import create_engine, create_sessionmaker, utcnow
 from payments import models
 
-INTAKE_RATE = int(os.environ.get("BENCH_WEBHOOK_RATE", 200))
-INTAKE_SECONDS = int(os.environ.get("BENCH_WEBHOOK_SECONDS", 60))
-PURCHASES = int(os.environ.get("BENCH_PURCHASES", 3000))
+INTAKE_RATE = env_int("BENCH_WEBHOOK_RATE", 200)
+INTAKE_SECONDS = env_int("BENCH_WEBHOOK_SECONDS", 60)
+PURCHASES = env_int("BENCH_PURCHASES", 3000)
+# Copies of every worker in the replicated purchase pipeline.
+REPLICA_WORKERS = env_int("BENCH_REPLICA_WORKERS", 2)
 PIPELINE_CONNECTIONS = 32
 # Purchases per second offered to the pipeline; 0: as fast as the gateway takes them.
 # A paced run shows the latency the system keeps at a rate it can sustain.
@@ -108,14 +116,18 @@ class IntakeResult:
     drained_s: float
 
 
-async def intake(system: RunningSystem, secret: str) -> IntakeResult:
-    url = f"{system.gateway}/webhooks/stripe"
+async def intake(system: RunningSystem, secret: str, *, direct: bool = False) -> IntakeResult:
+    """``direct``: straight at the payments api (the baseline), not through the gateway."""
+    if direct:
+        url = f"{system.url_of('payments')}/api/v1/payments/webhooks/stripe"
+    else:
+        url = f"{system.gateway}/webhooks/stripe"
     total = INTAKE_RATE * INTAKE_SECONDS
     events = [
         stripe_event(
             "payment_intent.succeeded",
             {
-                "id": f"pi_bench{n:08d}",
+                "id": f"pi_bench{'d' if direct else 'g'}{n:08d}",
                 "object": "payment_intent",
                 "status": "succeeded",
                 "amount": 12000,
@@ -426,30 +438,38 @@ def _epoch(value: Any) -> float:
 # -- report -------------------------------------------------------------------------------------
 
 
-def intake_table(result: IntakeResult) -> str:
+def intake_met(result: IntakeResult) -> bool:
     lost = result.sent - result.stored
-    met = result.p99_ms < GOAL_INTAKE_P99_MS and lost == 0 and result.ok == result.sent
-    return table(
-        [
+    return result.p99_ms < GOAL_INTAKE_P99_MS and lost == 0 and result.ok == result.sent
+
+
+def intake_table(direct: IntakeResult, gateway: IntakeResult) -> str:
+    rows = []
+    for path, result in (("direct to payments", direct), ("via gateway", gateway)):
+        rows.append(
             [
+                path,
                 f"{result.sent:,}",
                 f"{result.achieved_rate:,.0f}/s",
                 f"{result.ok:,}",
                 f"{result.p50_ms:.1f}",
                 f"{result.p99_ms:.1f}",
                 f"{result.max_ms:.0f}",
-                f"{result.stored:,} ({lost} lost)",
-                "met" if met else "NOT met",
+                f"{result.stored:,} ({result.sent - result.stored} lost)",
+                "met" if intake_met(result) else "NOT met",
             ]
-        ],
-        ["webhooks", "rate", "2xx", "p50 ms", "p99 ms", "max ms", "stored", "goal p99<50ms"],
-    ) + (f"\nworker backlog at the end of the intake processed {result.drained_s:.1f} s later")
+        )
+    return table(
+        rows,
+        ["path", "webhooks", "rate", "2xx", "p50 ms", "p99 ms", "max ms", "stored", "p99<50ms"],
+    ) + (
+        "\nworker backlog at the end of the intake processed "
+        f"{direct.drained_s:.1f} s (direct), {gateway.drained_s:.1f} s (gateway) later"
+    )
 
 
-def pipeline_table(result: PipelineResult, raw: tuple[float, float]) -> str:
-    end_to_end = result.purchases / result.receipts_seconds
-    entitled_rate = result.purchases / result.entitled_seconds
-    exact = (
+def exact(result: PipelineResult) -> bool:
+    return (
         result.webhooks_ok
         == result.paid
         == result.payments_rows
@@ -458,14 +478,30 @@ def pipeline_table(result: PipelineResult, raw: tuple[float, float]) -> str:
         == result.purchases
         and result.duplicate_receipts == 0
     )
-    met = (
-        end_to_end >= GOAL_PURCHASES_PER_S
+
+
+def purchases_per_second(result: PipelineResult) -> float:
+    return result.purchases / result.receipts_seconds
+
+
+def pipeline_met(result: PipelineResult) -> bool:
+    return (
+        purchases_per_second(result) >= GOAL_PURCHASES_PER_S
         and result.entitlement_p99_s < GOAL_ENTITLEMENT_P99_S
-        and exact
+        and exact(result)
     )
-    rows = [
-        ["raw aio-pika publish (confirms, batches of 500)", f"{raw[0]:,.0f}", "", ""],
-        ["raw aio-pika consume (acks, prefetch 500)", f"{raw[1]:,.0f}", "", ""],
+
+
+def pipeline_table(result: PipelineResult, raw: tuple[float, float] | None) -> str:
+    end_to_end = purchases_per_second(result)
+    entitled_rate = result.purchases / result.entitled_seconds
+    rows = []
+    if raw is not None:
+        rows += [
+            ["raw aio-pika publish (confirms, batches of 500)", f"{raw[0]:,.0f}", "", ""],
+            ["raw aio-pika consume (acks, prefetch 500)", f"{raw[1]:,.0f}", "", ""],
+        ]
+    rows += [
         [
             f"webhooks accepted via gateway ({PIPELINE_CONNECTIONS} in flight)",
             f"{result.purchases / result.webhook_seconds:,.0f}",
@@ -482,41 +518,172 @@ def pipeline_table(result: PipelineResult, raw: tuple[float, float]) -> str:
             "webhook -> ... -> receipt accepted by SMTP sink",
             f"{end_to_end:,.0f}",
             f"p99 {result.receipt_p99_s:.2f} s",
-            "met" if met else "NOT met",
+            "met" if pipeline_met(result) else "NOT met",
         ],
     ]
     counts = (
         f"counts: {result.purchases:,} orders, {result.webhooks_ok:,} webhooks 2xx, "
         f"{result.paid:,} paid, {result.payments_rows:,} payments rows, "
         f"{result.applied:,} purchases applied, {result.receipts:,} receipts "
-        f"({result.duplicate_receipts} duplicate) -> {'exact' if exact else 'NOT exact'}"
+        f"({result.duplicate_receipts} duplicate) -> {'exact' if exact(result) else 'NOT exact'}"
     )
     return table(rows, ["path", "per s", "latency", "goal 150/s, p99 < 1 s"]) + "\n" + counts
 
 
-def measure() -> tuple[str, str]:
+@dataclass
+class WebhookRun:
+    raw: tuple[float, float]  # raw aio-pika publish/s, consume/s (the pipeline's baseline)
+    intake_direct: IntakeResult
+    intake_gateway: IntakeResult
+    pipeline: PipelineResult
+    memory: dict[str, float]
+
+    def report(self) -> str:
+        return (
+            f"Webhook intake ({INTAKE_RATE}/s for {INTAKE_SECONDS} s each, signed, aiohttp "
+            f"open loop; straight at payments, then through the gateway)\n"
+            f"{intake_table(self.intake_direct, self.intake_gateway)}\n\n"
+            f"Purchase pipeline ({PURCHASES:,} purchases"
+            f"{f', offered at {PIPELINE_RATE:g}/s' if PIPELINE_RATE > 0 else ''}, "
+            f"raw aio-pika {RAW_EVENTS:,} messages "
+            f"in the same run)\n{pipeline_table(self.pipeline, self.raw)}"
+        )
+
+    def figures(self) -> list[Figure]:
+        direct, gateway, result = self.intake_direct, self.intake_gateway, self.pipeline
+        rate = purchases_per_second(result)
+        return [
+            Figure(
+                "webhook intake",
+                f"via gateway p99 {gateway.p99_ms:.1f} ms at {gateway.achieved_rate:,.0f}/s, "
+                f"{gateway.sent - gateway.stored} lost",
+                f"direct to payments p99 {direct.p99_ms:.1f} ms",
+                f"{gateway.p99_ms / direct.p99_ms:.1f}x p99",
+                f"p99 < {GOAL_INTAKE_P99_MS:.0f} ms, none lost",
+                intake_met(gateway),
+                {
+                    "gateway_p99_ms": gateway.p99_ms,
+                    "gateway_p50_ms": gateway.p50_ms,
+                    "direct_p99_ms": direct.p99_ms,
+                    "lost": gateway.sent - gateway.stored,
+                },
+            ),
+            Figure(
+                "purchase pipeline",
+                f"{rate:,.0f} purchases/s, entitlement p99 {result.entitlement_p99_s:.2f} s, "
+                f"{'exact' if exact(result) else 'NOT exact'}",
+                f"raw aio-pika consume {self.raw[1]:,.0f} msg/s",
+                f"{rate / self.raw[1]:.1%}",
+                f">= {GOAL_PURCHASES_PER_S:.0f}/s, p99 < {GOAL_ENTITLEMENT_P99_S:.0f} s, exact",
+                pipeline_met(result),
+                {
+                    "purchases_per_s": rate,
+                    "entitlement_p99_s": result.entitlement_p99_s,
+                    "raw_consume_per_s": self.raw[1],
+                    "raw_publish_per_s": self.raw[0],
+                },
+            ),
+        ]
+
+
+def measure() -> WebhookRun:
     raw = asyncio.run(event_pipeline.raw_aio_pika(RAW_EVENTS))
     system = start_system()
     try:
         secret = system.processes.env["PAYMENTS_STRIPE_WEBHOOK_SECRET"]
-        intake_result = asyncio.run(intake(system, secret))
+        direct = asyncio.run(intake(system, secret, direct=True))
+        gateway = asyncio.run(intake(system, secret))
         pipeline_result = asyncio.run(pipeline(system, secret))
+        memory = system.processes.rss_mb()
     finally:
         system.stop()
-    return intake_table(intake_result), pipeline_table(pipeline_result, raw)
+    return WebhookRun(raw, direct, gateway, pipeline_result, memory)
+
+
+# -- 3. the purchase pipeline with several replicas of every worker ------------------------------
+
+
+@dataclass
+class ReplicaRun:
+    workers: int
+    pipeline: PipelineResult
+    work: dict[str, Work]  # worker replica -> what it did (its metrics)
+    memory: dict[str, float]
+
+    @property
+    def every_replica_worked(self) -> bool:
+        return all(_did_work(name, work) for name, work in self.work.items())
+
+    def report(self, single: PipelineResult | None = None) -> str:
+        rows = [
+            [name, work.summary(), "yes" if _did_work(name, work) else "NO"]
+            for name, work in sorted(self.work.items())
+        ]
+        compare = ""
+        if single is not None:
+            compare = (
+                f"\none replica of each worker, same make bench run: "
+                f"{purchases_per_second(single):,.0f} purchases/s"
+            )
+        return (
+            f"Purchase pipeline, {self.workers} replicas of every worker ({PURCHASES:,} purchases,"
+            f" one RabbitMQ, one database per service)\n{pipeline_table(self.pipeline, None)}"
+            f"{compare}\n\n"
+            + table(rows, ["worker replica", "what it did (its /metrics)", "did its share"])
+        )
+
+    def figure(self, single: PipelineResult | None) -> Figure:
+        result = self.pipeline
+        rate = purchases_per_second(result)
+        idle = [name for name, work in self.work.items() if not _did_work(name, work)]
+        return Figure(
+            f"purchase pipeline, {self.workers} replicas of each worker",
+            f"{rate:,.0f} purchases/s, entitlement p99 {result.entitlement_p99_s:.2f} s, "
+            f"{'exact' if exact(result) else 'NOT exact'}, "
+            + (f"idle: {', '.join(idle)}" if idle else "every replica worked"),
+            f"1 replica {purchases_per_second(single):,.0f}/s" if single else "–",
+            f"{rate / purchases_per_second(single):.2f}x" if single else "–",
+            f">= {GOAL_PURCHASES_PER_S:.0f}/s, p99 < {GOAL_ENTITLEMENT_P99_S:.0f} s, exact, "
+            "every replica works",
+            pipeline_met(result) and not idle,
+            {
+                "purchases_per_s": rate,
+                "entitlement_p99_s": result.entitlement_p99_s,
+                **{
+                    f"{name}.{kind}": getattr(work, kind)
+                    for name, work in self.work.items()
+                    for kind in ("consumed", "published", "emails_sent")
+                },
+            },
+        )
+
+
+def _did_work(name: str, work: Work) -> bool:
+    """Each worker's part in a purchase: payments settles and publishes, clients applies
+    (and publishes what it did), notifications sends the receipt, catalog reads clients."""
+    if name.startswith("payments"):
+        return work.published > 0
+    if name.startswith("notifications"):
+        return work.consumed > 0 and work.emails_sent > 0
+    return work.consumed > 0
+
+
+def measure_replicas(workers: int = REPLICA_WORKERS) -> ReplicaRun:
+    system = start_system(replicas=Replicas(apis=1, workers=workers))
+    try:
+        secret = system.processes.env["PAYMENTS_STRIPE_WEBHOOK_SECRET"]
+        result = asyncio.run(pipeline(system, secret))
+        return ReplicaRun(workers, result, system.work(), system.processes.rss_mb())
+    finally:
+        system.stop()
 
 
 def report() -> str:
-    intake_report, pipeline_report = measure()
-    return (
-        f"Webhook intake ({INTAKE_RATE}/s for {INTAKE_SECONDS} s through the gateway, "
-        f"signed, aiohttp open loop)\n{intake_report}\n\n"
-        f"Purchase pipeline ({PURCHASES:,} purchases"
-        f"{f', offered at {PIPELINE_RATE:g}/s' if PIPELINE_RATE > 0 else ''}, "
-        f"raw aio-pika {RAW_EVENTS:,} messages "
-        f"in the same run)\n{pipeline_report}"
-    )
+    return measure().report()
 
 
 if __name__ == "__main__":
-    sys.stdout.write(report() + "\n")
+    if sys.argv[1:] == ["replicas"]:
+        sys.stdout.write(measure_replicas().report() + "\n")
+    else:
+        sys.stdout.write(report() + "\n")
