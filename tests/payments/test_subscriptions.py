@@ -9,12 +9,14 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from payments import models
+from payments.subscriptions.settlement import subscription_token
 from tests.payments.conftest import API, Payments, person_headers, sign, stripe_event
 from tests.support.localstripe import DECLINED_CARD, TEST_CARD, THREE_D_SECURE_CARD
 
@@ -451,6 +453,21 @@ async def test_a_buyer_sees_only_their_own_billing(payments: Payments, plans: Pl
         await payments.http.post(f"{other}/card-setup", headers=mine.headers)
     ).status_code == 404
     assert (await payments.http.get(f"{API}/me/billing")).status_code == 401
+
+    # The emailed update-card token: only for its own subscription, and only until it
+    # expires (30 days).
+    secret = payments.settings.secret_key
+    mine_url = f"{API}/subscriptions/{mine.subscription_id}"
+    good = subscription_token(secret, uuid.UUID(mine.subscription_id))
+    assert (await payments.http.get(mine_url, params={"token": good})).status_code == 200
+    theirs_token = subscription_token(secret, uuid.UUID(theirs.subscription_id))
+    assert (await payments.http.get(mine_url, params={"token": theirs_token})).status_code == 404
+    stale = subscription_token(
+        secret, uuid.UUID(mine.subscription_id), datetime.now(UTC) - timedelta(minutes=1)
+    )
+    assert (await payments.http.get(mine_url, params={"token": stale})).status_code == 404
+    forged_expiry = good.replace(good.split(".")[0], str(int(good.split(".")[0]) + 86400))
+    assert (await payments.http.get(mine_url, params={"token": forged_expiry})).status_code == 404
 
 
 async def test_the_same_card_given_twice_is_one_saved_card(

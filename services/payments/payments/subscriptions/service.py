@@ -7,7 +7,6 @@ failed-payment email. Anyone else gets 404, never 403.
 
 from __future__ import annotations
 
-import hmac
 import uuid
 from dataclasses import dataclass
 
@@ -33,7 +32,7 @@ from payments.orders.repository import OrderRepository
 from payments.stripe_gateway.gateway import StripeGateway
 from payments.subscriptions import schemas
 from payments.subscriptions.repository import SubscriptionRepository
-from payments.subscriptions.settlement import SubscriptionSettlement, subscription_token
+from payments.subscriptions.settlement import SubscriptionSettlement, subscription_token_valid
 
 log = get_logger(__name__)
 
@@ -138,9 +137,7 @@ class SubscriptionService:
         if (
             token_allowed
             and token
-            and hmac.compare_digest(
-                token, subscription_token(self.settings.secret_key, subscription.id)
-            )
+            and subscription_token_valid(self.settings.secret_key, subscription.id, token)
         ):
             return subscription, order
         raise NotFound("No such subscription.")

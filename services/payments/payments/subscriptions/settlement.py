@@ -23,7 +23,7 @@ import hashlib
 import hmac
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -59,11 +59,31 @@ log = get_logger(__name__)
 FIRST_PAYMENT_FAILED = "The first payment did not go through."
 
 
-def subscription_token(secret: str, subscription_id: uuid.UUID) -> str:
-    """The bearer capability of the update-card page (sent in the failed-payment email)."""
-    message = f"payments-subscription:{subscription_id}".encode()
+# How long the update-card link of a failed-payment email works (Stripe retries for
+# about three weeks; a leaked email must not open the card page for ever).
+UPDATE_CARD_LINK_DAYS = 30
+
+
+def subscription_token(
+    secret: str, subscription_id: uuid.UUID, expires_at: datetime | None = None
+) -> str:
+    """The bearer capability of the update-card page (sent in the failed-payment
+    email): ``<expiry as epoch seconds>.<HMAC of the subscription id and expiry>``."""
+    expires = int((expires_at or utcnow() + timedelta(days=UPDATE_CARD_LINK_DAYS)).timestamp())
+    message = f"payments-subscription:{subscription_id}:{expires}".encode()
     digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    return f"{expires}.{base64.urlsafe_b64encode(digest).rstrip(b'=').decode()}"
+
+
+def subscription_token_valid(secret: str, subscription_id: uuid.UUID, token: str) -> bool:
+    """The token is this subscription's, made with our secret, and not expired."""
+    expires, _, _digest = token.partition(".")
+    if not expires.isdigit() or int(expires) < utcnow().timestamp():
+        return False
+    expected = subscription_token(
+        secret, subscription_id, datetime.fromtimestamp(int(expires), UTC)
+    )
+    return hmac.compare_digest(token, expected)
 
 
 def update_card_path(secret: str, subscription_id: uuid.UUID) -> str:
