@@ -180,7 +180,8 @@ def test_packages_page_html_and_json(system: SystemStack, http: httpx.Client) ->
     assert "$120.00" in text and "One-time payment" in text and "3 spots left" in text
     assert "$30.00 / month" in text and "Subscription" in text
     assert "Secret unlisted" not in text and "Draft idea" not in text
-    assert f'href="/b/{coach.slug}/offerings/{first["id"]}/checkout"' in text
+    # An appointment's button leads to its booking page (a slot first, then payment).
+    assert f'href="/b/{coach.slug}/offerings/{first["id"]}/book"' in text
     assert page.headers["x-frame-options"] == "DENY"
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
 
@@ -269,7 +270,7 @@ def test_embed_pages_may_be_framed_and_nothing_else(
     assert "Embedded session" in framed.text
     assert f"/b/{coach.slug}/offerings/{item['id']}?embed=1" in framed.text
     # The buy button leaves the frame.
-    assert re.search(r'/checkout" target="_blank" rel="noopener"', framed.text)
+    assert re.search(r'/(book|checkout)" target="_blank" rel="noopener"', framed.text)
 
     one = http.get(f"/b/{coach.slug}/offerings/{item['id']}?embed=1")
     assert "x-frame-options" not in one.headers
