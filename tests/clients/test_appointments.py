@@ -777,6 +777,7 @@ async def test_coach_actions_events_and_sequence(stack: Stack, shop: Shop) -> No
     assert datetime.fromisoformat(found[1]["starts_at"]) == FRIDAY_9
     assert datetime.fromisoformat(found[2]["starts_at"]) == MONDAY_9
     assert datetime.fromisoformat(found[2]["previous_starts_at"]) == FRIDAY_9
+    assert found[2]["rescheduled_by"] == "coach"
     assert found[3]["canceled_by"] == "coach"
 
     # The client's own list; the timeline of the client.

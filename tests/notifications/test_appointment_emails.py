@@ -385,6 +385,7 @@ async def test_a_reminder_waits_and_moves_with_a_reschedule(notifications: Notif
         status="confirmed",
         starts_at=moved_to,
         previous_starts_at=starts_at,
+        rescheduled_by="client",
     )
     await notifications.publish_all(rescheduled, again(rescheduled))
     received = await notifications.wait_for_delivery(3)
@@ -546,3 +547,24 @@ def test_the_calendar_escapes_text_and_folds_long_lines_on_character_boundaries(
     assert organizer == 'ORGANIZER;CN="Casey The Coach; Co":mailto:casey@example.com'
     attendee = next(line for line in lines if line.startswith("ATTENDEE"))
     assert attendee.startswith('ATTENDEE;CN="Jamie, Client";')
+
+
+async def test_a_move_the_coach_made_is_not_emailed_back_to_the_coach(
+    notifications: Notifications,
+) -> None:
+    business_id = await known_business(notifications)
+    confirmed = appointment_event(AppointmentConfirmedV1, business_id, status="confirmed")
+    await notifications.publish_all(confirmed)
+    await notifications.wait_for_delivery(1)
+    moved = then(
+        AppointmentRescheduledV1,
+        confirmed,
+        status="confirmed",
+        starts_at=confirmed.starts_at + timedelta(days=1),
+        previous_starts_at=confirmed.starts_at,
+        rescheduled_by="coach",
+    )
+    async with no_more_deliveries(notifications.smtp, settle=1.0):
+        await notifications.publish_all(moved)
+        received = await notifications.wait_for_delivery(2)
+    assert [r.rcpt_tos for r in received[1:]] == [[CLIENT]]

@@ -688,7 +688,7 @@ class AppointmentService:
             raise InvalidInput.for_field("starts_at", "must be in the future")
         if appointment.status == CONFIRMED:
             await self._refuse_overlap(appointment, starts_at)
-        return await self._reschedule(appointment, business, starts_at)
+        return await self._reschedule(appointment, business, starts_at, by="coach")
 
     async def _refuse_overlap(self, appointment: Appointment, starts_at: datetime) -> None:
         """409 when the appointment at ``starts_at`` would overlap another confirmed one
@@ -733,7 +733,7 @@ class AppointmentService:
             await self.session.refresh(appointment)
 
     async def _reschedule(
-        self, appointment: Appointment, business: Business, starts_at: datetime
+        self, appointment: Appointment, business: Business, starts_at: datetime, *, by: str
     ) -> schemas.AppointmentOut:
         previous = appointment.starts_at
         if starts_at == previous:
@@ -750,6 +750,7 @@ class AppointmentService:
             f"Moved to {when} ({found.time_zone})",
             utcnow(),
             previous_starts_at=previous,
+            rescheduled_by=by,
         )
 
     async def _change(
@@ -873,7 +874,7 @@ class AppointmentService:
                 errors=[FieldError("starts_at", "not a free slot of this offering")],
                 reason="slot_not_available",
             )
-        return await self._reschedule(appointment, business, starts_at)
+        return await self._reschedule(appointment, business, starts_at, by="client")
 
     # -- output --------------------------------------------------------------------
 

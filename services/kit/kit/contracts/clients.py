@@ -205,6 +205,7 @@ class AppointmentRescheduledV1(_AppointmentFacts):
     name: ClassVar[str] = "clients.appointment_rescheduled.v1"
 
     previous_starts_at: datetime
+    rescheduled_by: str = "coach"  # coach | client
 
 
 class AppointmentCanceledV1(_AppointmentFacts):

@@ -306,10 +306,12 @@ class AppointmentEmails:
     async def _rescheduled(
         self, event: AppointmentRescheduledV1, business: KnownBusiness | None
     ) -> None:
-        if event.business_id is not None:
+        # The coach hears of a move only when the client made it.
+        tell_coach = event.rescheduled_by == "client" and event.business_id is not None
+        if tell_coach:
             self._coach(event, business)
         await self._to_client(event, APPOINTMENT_RESCHEDULED, business)
-        if business is not None:
+        if tell_coach and business is not None:
             await self._to_coach(event, APPOINTMENT_RESCHEDULED_COACH, business)
 
     async def _canceled(self, event: AppointmentCanceledV1, business: KnownBusiness | None) -> None:
