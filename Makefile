@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 INSTALL_INPUTS := constraints.txt requirements.txt requirements-dev.txt \
 	$(wildcard services/*/pyproject.toml) gateway/pyproject.toml devtools/pyproject.toml
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test lint format bench reliability clean
 
 install: $(STAMP)
 
@@ -32,6 +32,10 @@ format: install
 
 bench: install
 	$(PY) -m bench
+
+# Slow: faults injected into the whole system, then the ledger check (docs/reliability.md).
+reliability: install
+	$(PY) -m reliability
 
 clean:
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache
