@@ -26,6 +26,14 @@ def one_line(value: str, max_length: int = 200) -> str:
     return cleaned[:max_length]
 
 
+def header_text(value: str, max_length: int = 200) -> str:
+    """:func:`one_line`, and never an RFC 2047 encoded word: the email package decodes
+    ``=?utf-8?q?=0D=0ABcc:...?=`` in a header it is given, and Python before 3.11.10
+    (CVE-2024-6923) writes the line break it decodes to as is, ending the header. A
+    zero-width space after the ``=`` keeps the text as typed, and only text."""
+    return one_line(value, max_length).replace("=?", "=\u200b?")
+
+
 def describe_duration(duration: timedelta) -> str:
     """'15 minutes', '60 minutes', '48 hours': rounded to the minute, hours from two hours on."""
     minutes = max(1, round(duration.total_seconds() / 60))

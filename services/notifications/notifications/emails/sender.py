@@ -40,7 +40,7 @@ from kit.validation import normalize_email
 from notifications.config import NotificationsSettings
 from notifications.emails.attachments import attach_all
 from notifications.emails.headers import MESSAGE_POLICY, InvalidHeaders, decode_headers
-from notifications.emails.rendering import SUBJECT_MAX_LENGTH, one_line
+from notifications.emails.rendering import SUBJECT_MAX_LENGTH, header_text
 from notifications.emails.repository import ClaimedEmail, EmailRepository
 
 log = get_logger(__name__)
@@ -83,7 +83,7 @@ def build_message(email: ClaimedEmail, settings: NotificationsSettings) -> tuple
     message = EmailMessage(policy=MESSAGE_POLICY)
     message["From"] = settings.mail_from
     message["To"] = address
-    message["Subject"] = one_line(email.subject, SUBJECT_MAX_LENGTH)
+    message["Subject"] = header_text(email.subject, SUBJECT_MAX_LENGTH)
     message["Date"] = format_datetime(utcnow())
     message["Message-ID"] = message_id_for(email.id)
     # Tells mail servers and vacation responders this was sent by a program (RFC 3834).
