@@ -29,9 +29,6 @@ clients, notifications, gateway, mailsink, localstripe) on PostgreSQL and Rabbit
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import json
 import os
 import statistics
 import sys
@@ -46,8 +43,9 @@ from sqlalchemy import select, text
 
 from bench import event_pipeline
 from bench.common import Figure, RunningSystem, Work, env_int, signup, start_system, table
+from devtools import stripe_driver
 from devtools.processes import Replicas
-from kit.db import create_engine, create_sessionmaker, utcnow
+from kit.db import create_engine
 from payments import models
 
 INTAKE_RATE = env_int("BENCH_WEBHOOK_RATE", 200)
@@ -63,27 +61,12 @@ RAW_EVENTS = 5000
 GOAL_INTAKE_P99_MS = 50.0
 GOAL_PURCHASES_PER_S = 150.0
 GOAL_ENTITLEMENT_P99_S = 1.0
-STRIPE_KEY = "sk_test_local"
-
-
-def sign(payload: bytes, secret: str) -> str:
-    t = int(time.time())
-    mac = hmac.new(secret.encode(), f"{t}.".encode() + payload, hashlib.sha256).hexdigest()
-    return f"t={t},v1={mac}"
 
 
 def stripe_event(type_: str, obj: dict[str, Any]) -> tuple[str, bytes]:
+    """A signed-to-be event and its id."""
     event_id = f"evt_{uuid.uuid4().hex[:24]}"
-    body = {
-        "id": event_id,
-        "object": "event",
-        "api_version": "2024-06-20",
-        "created": int(time.time()),
-        "type": type_,
-        "livemode": False,
-        "data": {"object": obj},
-    }
-    return event_id, json.dumps(body).encode()
+    return event_id, stripe_driver.stripe_event(type_, obj, event_id)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -94,7 +77,10 @@ def percentile(values: list[float], q: float) -> float:
 async def post_webhook(
     http: aiohttp.ClientSession, url: str, payload: bytes, secret: str
 ) -> tuple[int, float]:
-    headers = {"Content-Type": "application/json", "Stripe-Signature": sign(payload, secret)}
+    headers = {
+        "Content-Type": "application/json",
+        "Stripe-Signature": stripe_driver.sign(payload, secret),
+    }
     started = time.perf_counter()
     async with http.post(url, data=payload, headers=headers) as response:
         await response.read()
@@ -220,85 +206,17 @@ class PipelineResult:
 
 
 async def make_orders(system: RunningSystem, business: dict[str, Any], n: int) -> list[Any]:
-    """n pending orders with PaymentIntents that succeeded.
-
-    One PaymentIntent is made and confirmed through localstripe's API; the others are
-    copies of it with their own ids and order metadata (localstripe pickles its whole
-    store on every write, so thousands of real ones would take minutes). The webhook
-    processor reads only the event's ``data.object``, never Stripe, so this is what the
-    system sees from Stripe either way."""
-    stripe_url = system.url_of("localstripe")
-    headers = {"Authorization": aiohttp.encode_basic_auth(STRIPE_KEY, "")}
-    async with aiohttp.ClientSession(headers=headers) as http:
-        async with http.post(
-            f"{stripe_url}/v1/payment_methods",
-            data={
-                "type": "card",
-                "card[number]": "4242424242424242",
-                "card[exp_month]": "12",
-                "card[exp_year]": "2034",
-                "card[cvc]": "123",
-            },
-        ) as response:
-            payment_method = (await response.json())["id"]
-        async with http.post(
-            f"{stripe_url}/v1/payment_intents",
-            data={
-                "amount": "12000",
-                "currency": "usd",
-                "payment_method": payment_method,
-                "confirm": "true",
-            },
-        ) as response:
-            template = await response.json()
-    if template.get("status") != "succeeded":
-        raise RuntimeError(f"localstripe: {template}")
-    made = []
-    for _ in range(n):
-        order_id, intent_id = uuid.uuid4(), f"pi_{uuid.uuid4().hex[:14]}"
-        made.append(
-            (
-                order_id,
-                {
-                    **template,
-                    "id": intent_id,
-                    "client_secret": f"{intent_id}_secret_{uuid.uuid4().hex[:16]}",
-                    "metadata": {"order_id": str(order_id)},
-                },
-            )
-        )
-    engine = create_engine(system.processes.env["PAYMENTS_DATABASE_URL"], pool_size=1)
-    now = utcnow()
-    offering_id, version_id = uuid.uuid4(), uuid.uuid4()
-    try:
-        async with create_sessionmaker(engine)() as session, session.begin():
-            session.add_all(
-                models.Order(
-                    id=order_id,
-                    business_id=uuid.UUID(business["id"]),
-                    business_name=business["name"],
-                    offering_id=offering_id,
-                    offering_version_id=version_id,
-                    offering_name="Bench course",
-                    kind="course",
-                    details={},
-                    billing={"type": "one_time"},
-                    buyer_email=f"buyer-{order_id.hex[:12]}@example.com",
-                    buyer_name="Bench Buyer",
-                    amount_minor=12000,
-                    currency="USD",
-                    discount_minor=0,
-                    status=models.PENDING,
-                    stripe_payment_intent_id=pi["id"],
-                    idempotency_key=f"bench-{order_id}",
-                    created_at=now,
-                    updated_at=now,
-                    payment_started_at=now,
-                )
-                for order_id, pi in made
-            )
-    finally:
-        await engine.dispose()
+    """n pending orders with copies of one PaymentIntent that succeeded in localstripe
+    (devtools.stripe_driver)."""
+    made = stripe_driver.intent_copies(
+        await stripe_driver.succeeded_intent(system.url_of("localstripe")), n
+    )
+    await stripe_driver.insert_pending_orders(
+        system.processes.env["PAYMENTS_DATABASE_URL"],
+        business,
+        [(order_id, pi["id"]) for order_id, pi in made],
+        label="bench",
+    )
     return made
 
 
@@ -399,7 +317,7 @@ async def pipeline(system: RunningSystem, secret: str) -> PipelineResult:
             for to in message["rcpt_tos"]:
                 by_buyer[to] = by_buyer.get(to, 0) + 1
         buyer_sent = {
-            f"buyer-{uuid.UUID(str(oid)).hex[:12]}@example.com": at for oid, at in sent_at.items()
+            stripe_driver.buyer_email(uuid.UUID(str(oid))): at for oid, at in sent_at.items()
         }
         receipt_lags = [
             _epoch(m["received_at"]) - buyer_sent[m["rcpt_tos"][0]]

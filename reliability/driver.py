@@ -5,9 +5,6 @@ until answered 2xx), the way bench/webhooks.py and tests/e2e/test_replicas.py do
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import json
 import time
 import uuid
 from collections import Counter
@@ -16,39 +13,19 @@ from typing import Any
 
 import aiohttp
 
+from devtools import stripe_driver
 from devtools.processes import LOCAL_STRIPE_API_KEY
-from kit.db import create_engine, create_sessionmaker, utcnow
-from payments import models as payments_models
 from reliability.ledger import Purchase
 from reliability.system import ProxiedSystem
 
 TEST_CARD = "4242424242424242"
 DECLINED_CARD = "4000000000000341"  # attaches, every charge declined
-AMOUNT = 12000
+AMOUNT = stripe_driver.AMOUNT_MINOR
 
 
-def buyer_of(order_id: uuid.UUID) -> str:
-    return f"buyer-{order_id.hex[:12]}@example.com"
-
-
-def sign(payload: bytes, secret: str) -> str:
-    t = int(time.time())
-    mac = hmac.new(secret.encode(), f"{t}.".encode() + payload, hashlib.sha256).hexdigest()
-    return f"t={t},v1={mac}"
-
-
-def stripe_event(type_: str, obj: dict[str, Any], event_id: str | None = None) -> bytes:
-    return json.dumps(
-        {
-            "id": event_id or f"evt_{uuid.uuid4().hex[:24]}",
-            "object": "event",
-            "api_version": "2024-06-20",
-            "created": int(time.time()),
-            "type": type_,
-            "livemode": False,
-            "data": {"object": obj},
-        }
-    ).encode()
+buyer_of = stripe_driver.buyer_email
+sign = stripe_driver.sign
+stripe_event = stripe_driver.stripe_event
 
 
 async def signup(system: ProxiedSystem, name: str) -> dict[str, Any]:
@@ -127,60 +104,16 @@ async def template_intent(system: ProxiedSystem) -> dict[str, Any]:
     return intent
 
 
-def copies(template: dict[str, Any], n: int) -> list[tuple[uuid.UUID, dict[str, Any]]]:
-    """n (order id, PaymentIntent) pairs: the template with its own ids and metadata."""
-    made = []
-    for _ in range(n):
-        order_id, intent_id = uuid.uuid4(), f"pi_{uuid.uuid4().hex[:14]}"
-        made.append(
-            (
-                order_id,
-                {
-                    **template,
-                    "id": intent_id,
-                    "client_secret": f"{intent_id}_secret_{uuid.uuid4().hex[:16]}",
-                    "metadata": {"order_id": str(order_id)},
-                },
-            )
-        )
-    return made
+copies = stripe_driver.intent_copies
 
 
 async def insert_orders(
     system: ProxiedSystem, business: dict[str, Any], orders: list[tuple[uuid.UUID, str]]
 ) -> None:
     """Pending orders as /pay leaves them: (order id, its PaymentIntent id)."""
-    engine = create_engine(system.direct_urls["payments"], pool_size=1)
-    now = utcnow()
-    try:
-        async with create_sessionmaker(engine)() as session, session.begin():
-            session.add_all(
-                payments_models.Order(
-                    id=order_id,
-                    business_id=uuid.UUID(business["id"]),
-                    business_name=business["name"],
-                    offering_id=uuid.uuid4(),
-                    offering_version_id=uuid.uuid4(),
-                    offering_name="Reliability course",
-                    kind="course",
-                    details={},
-                    billing={"type": "one_time"},
-                    buyer_email=buyer_of(order_id),
-                    buyer_name="Reliable Buyer",
-                    amount_minor=AMOUNT,
-                    currency="USD",
-                    discount_minor=0,
-                    status=payments_models.PENDING,
-                    stripe_payment_intent_id=intent_id,
-                    idempotency_key=f"reliability-{order_id}",
-                    created_at=now,
-                    updated_at=now,
-                    payment_started_at=now,
-                )
-                for order_id, intent_id in orders
-            )
-    finally:
-        await engine.dispose()
+    await stripe_driver.insert_pending_orders(
+        system.direct_urls["payments"], business, orders, label="reliability"
+    )
 
 
 async def copied_purchases(

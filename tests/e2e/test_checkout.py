@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import re
 import time
@@ -14,6 +12,7 @@ import asyncpg
 import httpx
 import pytest
 
+from devtools import stripe_driver
 from tests.e2e.test_catalog import CLIENTS, Coach, eventually, new_coach, offering
 from tests.e2e.test_gateway import csrf_from, unique_email
 from tests.support import infra
@@ -41,9 +40,7 @@ def checkout_form(http: httpx.Client, coach: Coach, offering_id: str) -> tuple[s
 
 
 def signed(payload: bytes, secret: str, at: int | None = None) -> str:
-    timestamp = at if at is not None else int(time.time())
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256)
-    return f"t={timestamp},v1={digest.hexdigest()}"
+    return stripe_driver.sign(payload, secret, at)
 
 
 async def _stored_event(system: SystemStack, event_id: str) -> int:

@@ -16,9 +16,6 @@ resent once after its lease, ``NOTIFICATIONS_SENDER_LEASE_SECONDS``, short here)
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import json
 import signal
 import sys
 import time
@@ -33,9 +30,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
-from devtools.processes import LOCAL_STRIPE_API_KEY, SERVICES, Replicas
-from kit.db import create_engine, create_sessionmaker, utcnow
-from payments import models as payments_models
+from devtools import stripe_driver
+from devtools.processes import SERVICES, Replicas
+from kit.db import create_engine
 from tests.support import infra
 from tests.support.stack import SystemStack
 
@@ -147,101 +144,22 @@ def _did_its_part(name: str, work: Work) -> bool:
 # -- the purchase pipeline's input ---------------------------------------------------------
 
 
-def _sign(payload: bytes, secret: str) -> str:
-    t = int(time.time())
-    mac = hmac.new(secret.encode(), f"{t}.".encode() + payload, hashlib.sha256).hexdigest()
-    return f"t={t},v1={mac}"
-
-
 def _succeeded(intent: dict[str, Any]) -> bytes:
-    return json.dumps(
-        {
-            "id": f"evt_{uuid.uuid4().hex[:24]}",
-            "object": "event",
-            "api_version": "2024-06-20",
-            "created": int(time.time()),
-            "type": "payment_intent.succeeded",
-            "livemode": False,
-            "data": {"object": intent},
-        }
-    ).encode()
+    return stripe_driver.stripe_event("payment_intent.succeeded", intent)
 
 
 async def _pending_orders(
     stack: SystemStack, business: dict[str, Any], n: int
 ) -> list[tuple[uuid.UUID, dict[str, Any]]]:
-    """n orders as /pay leaves them, with PaymentIntents that succeeded: one made and
-    confirmed by localstripe, the others copies with their own ids (bench/webhooks.py)."""
-    auth = {"Authorization": aiohttp.encode_basic_auth(LOCAL_STRIPE_API_KEY, "")}
-    async with aiohttp.ClientSession(headers=auth) as http:
-        async with http.post(
-            f"{stack.stripe_url}/v1/payment_methods",
-            data={
-                "type": "card",
-                "card[number]": "4242424242424242",
-                "card[exp_month]": "12",
-                "card[exp_year]": "2034",
-                "card[cvc]": "123",
-            },
-        ) as response:
-            payment_method = (await response.json())["id"]
-        async with http.post(
-            f"{stack.stripe_url}/v1/payment_intents",
-            data={
-                "amount": "12000",
-                "currency": "usd",
-                "payment_method": payment_method,
-                "confirm": "true",
-            },
-        ) as response:
-            template = await response.json()
-    assert template["status"] == "succeeded", template
-    orders = []
-    for _ in range(n):
-        order_id, intent_id = uuid.uuid4(), f"pi_{uuid.uuid4().hex[:14]}"
-        intent = {
-            **template,
-            "id": intent_id,
-            "client_secret": f"{intent_id}_secret_{uuid.uuid4().hex[:16]}",
-            "metadata": {"order_id": str(order_id)},
-        }
-        orders.append((order_id, intent))
-    engine = create_engine(stack.env["PAYMENTS_DATABASE_URL"], pool_size=1)
-    now = utcnow()
-    try:
-        async with create_sessionmaker(engine)() as session, session.begin():
-            session.add_all(
-                payments_models.Order(
-                    id=order_id,
-                    business_id=uuid.UUID(business["id"]),
-                    business_name=business["name"],
-                    offering_id=uuid.uuid4(),
-                    offering_version_id=uuid.uuid4(),
-                    offering_name="Replicated course",
-                    kind="course",
-                    details={},
-                    billing={"type": "one_time"},
-                    buyer_email=_buyer(order_id),
-                    buyer_name="Replica Buyer",
-                    amount_minor=12000,
-                    currency="USD",
-                    discount_minor=0,
-                    status=payments_models.PENDING,
-                    stripe_payment_intent_id=intent["id"],
-                    idempotency_key=f"replicas-{order_id}",
-                    created_at=now,
-                    updated_at=now,
-                    payment_started_at=now,
-                )
-                for order_id, intent in orders
-            )
-    finally:
-        await engine.dispose()
+    """n orders as /pay leaves them, with copies of a PaymentIntent that succeeded."""
+    orders = stripe_driver.intent_copies(await stripe_driver.succeeded_intent(stack.stripe_url), n)
+    await stripe_driver.insert_pending_orders(
+        stack.env["PAYMENTS_DATABASE_URL"],
+        business,
+        [(order_id, intent["id"]) for order_id, intent in orders],
+        label="replicas",
+    )
     return orders
-
-
-def _buyer(order_id: uuid.UUID) -> str:
-    return f"buyer-{order_id.hex[:12]}@example.com"
 
 
 # -- the run -------------------------------------------------------------------------------
@@ -264,7 +182,10 @@ async def _post_until_taken(
     """As Stripe does: a webhook that got no 2xx is sent again (signed anew)."""
     for _ in range(60):
         run.webhook_attempts += 1
-        headers = {"Content-Type": "application/json", "Stripe-Signature": _sign(payload, secret)}
+        headers = {
+            "Content-Type": "application/json",
+            "Stripe-Signature": stripe_driver.sign(payload, secret),
+        }
         try:
             async with http.post(url, data=payload, headers=headers) as response:
                 await response.read()
@@ -442,7 +363,7 @@ async def test_two_replicas_of_everything_share_the_work_and_lose_nothing_when_o
     assert paid == PURCHASES
     assert run.refused >= 1
     assert applied_rows == applied_orders == entitlements == PURCHASES, "each purchase once"
-    assert set(receipts_to) == {_buyer(order_id) for order_id in order_ids}
+    assert set(receipts_to) == {stripe_driver.buyer_email(order_id) for order_id in order_ids}
     assert set(invitations_to) == invited
     assert failed_emails == 0
     # At most the one email each killed sender had in flight went out twice.

@@ -11,10 +11,7 @@ issuer, whose JWKS both services fetch over HTTP.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,6 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from catalog.main import build_app as build_catalog_app
+from devtools import stripe_driver
 from kit.db import create_engine, create_sessionmaker
 from kit.messaging import Outbox
 from payments import models
@@ -59,23 +57,10 @@ WEBHOOK_SECRET = "whsec_test_" + "s3cr3t" * 4
 
 def sign(payload: bytes, secret: str = WEBHOOK_SECRET, timestamp: int | None = None) -> str:
     """A ``Stripe-Signature`` header, made the way Stripe makes it."""
-    t = int(time.time()) if timestamp is None else timestamp
-    mac = hmac.new(secret.encode(), f"{t}.".encode() + payload, hashlib.sha256).hexdigest()
-    return f"t={t},v1={mac}"
+    return stripe_driver.sign(payload, secret, timestamp)
 
 
-def stripe_event(type_: str, intent: dict[str, Any], event_id: str | None = None) -> bytes:
-    """A Stripe-shaped event around a PaymentIntent object."""
-    event = {
-        "id": event_id or f"evt_{uuid.uuid4().hex[:24]}",
-        "object": "event",
-        "api_version": "2024-06-20",
-        "created": int(time.time()),
-        "type": type_,
-        "livemode": False,
-        "data": {"object": intent},
-    }
-    return json.dumps(event).encode()
+stripe_event = stripe_driver.stripe_event
 
 
 @pytest.fixture
