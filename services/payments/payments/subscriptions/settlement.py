@@ -24,6 +24,7 @@ import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -89,6 +90,24 @@ def subscription_token_valid(secret: str, subscription_id: uuid.UUID, token: str
 def update_card_path(secret: str, subscription_id: uuid.UUID) -> str:
     token = subscription_token(secret, subscription_id)
     return f"/billing/subscriptions/{subscription_id}/card?token={token}"
+
+
+def order_facts(order: Order) -> dict[str, Any]:
+    """What every subscription event says of its order: the business, the offering and
+    the buyer."""
+    return {
+        "business_id": order.business_id,
+        "business_name": order.business_name,
+        "order_id": order.id,
+        "offering_id": order.offering_id,
+        "offering_name": order.offering_name,
+        "kind": order.kind,
+        "details": dict(order.details),
+        "billing": dict(order.billing),
+        "buyer_account_id": order.buyer_account_id,
+        "buyer_email": order.buyer_email,
+        "buyer_name": order.buyer_name,
+    }
 
 
 def _newer(candidate: datetime | None, current: datetime | None) -> bool:
@@ -317,19 +336,10 @@ class SubscriptionSettlement:
             await self.outbox.enqueue(
                 self.session,
                 SubscriptionRenewedV1(
-                    business_id=order.business_id,
+                    **order_facts(order),
                     subscription_id=subscription.id,
-                    order_id=order.id,
                     invoice_id=invoice.id,
-                    offering_id=order.offering_id,
                     offering_version_id=order.offering_version_id,
-                    offering_name=order.offering_name,
-                    kind=order.kind,
-                    details=dict(order.details),
-                    billing=dict(order.billing),
-                    buyer_account_id=order.buyer_account_id,
-                    buyer_email=order.buyer_email,
-                    buyer_name=order.buyer_name,
                     amount_minor=invoice.amount_paid or invoice.amount_due,
                     currency=(invoice.currency or order.currency).upper(),
                     period_start=invoice.period_start,
@@ -339,7 +349,6 @@ class SubscriptionSettlement:
                     installments_total=subscription.installments_total,
                     completed=completed,
                     paid_at=now,
-                    business_name=order.business_name,
                 ),
             )
         if subscription.status == COMPLETED and subscription.ended_at is None:
@@ -483,21 +492,11 @@ class SubscriptionSettlement:
         await self.outbox.enqueue(
             self.session,
             SubscriptionEndedV1(
-                business_id=order.business_id,
+                **order_facts(order),
                 subscription_id=subscription.id,
-                order_id=order.id,
-                offering_id=order.offering_id,
-                offering_name=order.offering_name,
-                kind=order.kind,
-                details=dict(order.details),
-                billing=dict(order.billing),
-                buyer_account_id=order.buyer_account_id,
-                buyer_email=order.buyer_email,
-                buyer_name=order.buyer_name,
                 reason=reason,
                 revoke_access=reason != "completed",
                 installments_paid=subscription.installments_paid,
                 ended_at=now,
-                business_name=order.business_name,
             ),
         )
