@@ -12,9 +12,19 @@ import sys
 import time
 import traceback
 
-from reliability.scenarios import SCENARIOS, Context, Result
+from reliability import scenario_broker, scenario_database, scenario_fuzz, scenario_load, scenarios
+from reliability.scenarios import Context, Result
 from tests.support import infra
 from tests.support.stack import ROOT
+
+# Each module holds some of issue 8's scenarios, keyed by their number there.
+SCENARIOS = {
+    **scenarios.SCENARIOS,
+    **scenario_broker.SCENARIOS,
+    **scenario_database.SCENARIOS,
+    **scenario_fuzz.SCENARIOS,
+    **scenario_load.SCENARIOS,
+}
 
 
 def main() -> int:
