@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
 import pytest
@@ -22,7 +23,15 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from kit.db import create_engine, create_sessionmaker
-from kit.messaging import Broker, Consumer, Outbox, OutboxRelay, Topology, declare_service_queue
+from kit.messaging import (
+    Broker,
+    BrokerUnavailable,
+    Consumer,
+    Outbox,
+    OutboxRelay,
+    Topology,
+    declare_service_queue,
+)
 from tests.kit import messaging_app as app
 from tests.support import infra
 from tests.support.netproxy import CuttableProxy
@@ -460,3 +469,38 @@ async def test_a_batch_handler_gets_runs_of_new_events_and_applies_each_once(
     assert await harness.effects_by_event() == {e.id: 1 for e in events}
     assert sum(calls) == len(events)
     assert len(calls) < len(events) / 10, calls  # batches, not one call per event
+
+
+async def test_rows_are_not_pushed_back_while_the_broker_is_away(harness: Harness) -> None:
+    """A publish that fails because the path to the broker is gone is no fault of its
+    row: the rows stay due (attempts unchanged) and go out as soon as it is back."""
+    amqp = urlsplit(harness.amqp_url)
+    proxy = await CuttableProxy(amqp.hostname or "127.0.0.1", amqp.port or 5672).start()
+    harness.cleanups.append(proxy.close)
+    proxied_url = urlunsplit(
+        amqp._replace(netloc=amqp.netloc.rsplit("@", 1)[0] + f"@127.0.0.1:{proxy.port}")
+    )
+    broker = Broker(proxied_url, harness.topology, "relay-via-proxy")
+    harness.cleanups.append(broker.close)
+    relay = OutboxRelay(harness.sessionmaker, app.outbox, broker, publish_timeout=2)
+    await harness.consumer().start()
+    await harness.write_events([app.new_event(0)])
+    assert await relay.relay_once() == 1  # connected, exchange and channel in hand
+
+    proxy.cut()
+    away = [app.new_event(1 + i) for i in range(20)]
+    await harness.write_events(away)
+    with pytest.raises(BrokerUnavailable):
+        await relay.relay_once()
+    async with harness.sessionmaker() as session:
+        attempts = (
+            await session.execute(
+                select(app.outbox.c.attempts).where(app.outbox.c.published_at.is_(None))
+            )
+        ).scalars()
+        assert sorted(attempts) == [0] * 20
+
+    proxy.restore()
+    async with running(relay.run):
+        await wait_until(lambda: _zero(harness.unpublished), timeout=15)
+    await wait_until(lambda: _has_effects(harness, 21))

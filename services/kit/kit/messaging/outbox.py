@@ -24,6 +24,7 @@ from typing import Any
 
 import aio_pika
 from aiormq.abc import ConfirmationFrameType
+from aiormq.exceptions import ChannelInvalidStateError
 from pamqp.commands import Basic
 from sqlalchemy import (
     Column,
@@ -46,7 +47,7 @@ from kit.aio import wait_for_stop
 from kit.contracts.base import Event
 from kit.db import UTCDateTime, utcnow
 from kit.logging import current_ids, get_logger
-from kit.messaging.broker import Broker
+from kit.messaging.broker import Broker, BrokerUnavailable
 from kit.metrics import (
     EVENTS_PUBLISH_FAILED,
     EVENTS_PUBLISHED,
@@ -59,6 +60,14 @@ log = get_logger(__name__)
 MAX_BACKOFF_SECONDS = 60
 # How often the relay measures its backlog (one COUNT/MIN query) for the gauges.
 GAUGE_INTERVAL_SECONDS = 5.0
+
+
+def broker_away(error: BaseException) -> bool:
+    """The publish failed because the broker (or the path to it) is away, not because
+    of the message: a lost connection or channel, or no confirm within the timeout."""
+    return isinstance(
+        error, ConnectionError | ChannelInvalidStateError | TimeoutError | BrokerUnavailable
+    )
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -205,8 +214,13 @@ class OutboxRelay:
                 await session.execute(
                     update(t).where(t.c.id.in_(confirmed)).values(published_at=utcnow())
                 )
+            # A broker that is away is no fault of the row: pushing each row's next try
+            # back would leave the backlog waiting up to a minute after the broker is back.
+            # Those rows stay due, and the whole relay backs off (run) instead.
+            away = [error for _row, error in failed if broker_away(error)]
             for row, error in failed:
-                await self._record_failure(session, row, error)
+                if not broker_away(error):
+                    await self._record_failure(session, row, error)
         # Counted once the marks are committed (a rollback republishes them later).
         published_names = Counter(
             row.name for row, res in zip(rows, results, strict=True) if res is None
@@ -215,6 +229,10 @@ class OutboxRelay:
             EVENTS_PUBLISHED.labels(name).inc(count)
         for row, _error in failed:
             EVENTS_PUBLISH_FAILED.labels(row.name).inc()
+        if away:
+            raise BrokerUnavailable(
+                f"{len(away)} of {len(rows)} publishes failed: {type(away[0]).__name__}: {away[0]}"
+            )
         return len(confirmed)
 
     async def measure_backlog(self) -> tuple[int, float]:
