@@ -254,7 +254,11 @@ class ApiProxy:
         outgoing["x-forwarded-for"] = ip
         outgoing["x-forwarded-proto"] = scope.get("scheme", "http")
         query = scope.get("query_string", b"")
-        target = f"{path}?{query.decode('latin-1')}" if query else path
+        # The path as it came, still percent-encoded: the decoded one would turn an
+        # encoded "?" or "/" inside a parameter into a different request upstream.
+        raw_path: bytes = scope.get("raw_path") or path.encode()
+        upstream_path = raw_path.decode("latin-1")
+        target = f"{upstream_path}?{query.decode('latin-1')}" if query else upstream_path
 
         try:
             async with state.upstreams.request(

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import aiohttp
 import jwt
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from jwt import PyJWK
 
 from kit.errors import NotFound, Unauthorized
@@ -181,7 +182,17 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-async def optional_viewer(request: Request) -> Principal | None:
+# Declared only so the OpenAPI document names the bearer token (kit.openapi); the
+# token is read and refused by bearer_token, as before.
+_DOCUMENTED_OPTIONAL_BEARER = HTTPBearer(scheme_name="optionalBearer", auto_error=False)
+_DOCUMENTED_BEARER = HTTPBearer(scheme_name="bearer", auto_error=False)
+DocumentedCredentials = HTTPAuthorizationCredentials | None
+
+
+async def optional_viewer(
+    request: Request,
+    _documented: Annotated[DocumentedCredentials, Depends(_DOCUMENTED_OPTIONAL_BEARER)],
+) -> Principal | None:
     token = bearer_token(request)
     if token is None:
         return None
@@ -191,6 +202,7 @@ async def optional_viewer(request: Request) -> Principal | None:
 
 async def current_account(
     viewer: Annotated[Principal | None, Depends(optional_viewer)],
+    _documented: Annotated[DocumentedCredentials, Depends(_DOCUMENTED_BEARER)],
 ) -> Principal:
     if viewer is None:
         raise Unauthorized()

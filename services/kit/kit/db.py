@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Request
 from sqlalchemy import DateTime, MetaData, Table, TypeDecorator, event, text
@@ -25,6 +25,12 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.sql.dml import Insert
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kit.logging import get_logger
+
+log = get_logger(__name__)
+T = TypeVar("T")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -192,6 +198,89 @@ def is_connection_error(exc: BaseException) -> bool:
     if name in {"ConnectionDoesNotExistError", "CannotConnectNowError", "ConnectionFailureError"}:
         return True
     return cause is not None and cause is not exc and is_connection_error(cause)
+
+
+# Pauses before running again a unit of work whose connection died under it (a backend
+# terminated, the server restarting): 3.1 s in all, longer than a fast restart takes.
+DISCONNECT_RETRY_DELAYS = (0.1, 0.2, 0.4, 0.8, 1.6)
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """The connection died or could not be made; not a timeout (that took its time)."""
+    return is_connection_error(exc) and not isinstance(exc, TimeoutError)
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The driver's own error under SQLAlchemy's wrapper (whose text holds the SQL)."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
+
+
+async def retrying_on_disconnect(work: Callable[[], Awaitable[T]], *, what: str) -> T:
+    """Run ``work`` again while its database connection dies under it. Only for work
+    that is safe to run twice (whole transactions that only read, or idempotent writes):
+    the last try may have committed before its connection died."""
+    for delay in DISCONNECT_RETRY_DELAYS:
+        try:
+            return await work()
+        except Exception as exc:
+            if not is_disconnect(exc):
+                raise
+            log.warning(
+                "database_disconnect_retried",
+                work=what,
+                retry_in_s=delay,
+                error=_root_cause(exc),
+            )
+        await asyncio.sleep(delay)
+    return await work()
+
+
+class RetryReadsOnDisconnect:
+    """A GET or HEAD whose database connection died under it (a terminated backend, a
+    restarting server) is answered by running it again on a fresh connection, not by a
+    500: reads change nothing. Only while nothing of the answer has been sent."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in {"GET", "HEAD"}:
+            await self.app(scope, receive, send)
+            return
+        received: list[Message] = []
+        answered = False
+
+        async def recording_receive() -> Message:
+            message = await receive()
+            received.append(message)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal answered
+            answered = answered or message["type"] == "http.response.start"
+            await send(message)
+
+        for delay in (*DISCONNECT_RETRY_DELAYS, None):
+            replay = iter(list(received))
+
+            async def again_receive(replay: Any = replay) -> Message:
+                return next(replay, None) or await recording_receive()
+
+            try:
+                await self.app(scope, again_receive, tracking_send)
+                return
+            except Exception as exc:
+                if answered or delay is None or not is_disconnect(exc):
+                    raise
+                log.warning(
+                    "read_retried_after_disconnect",
+                    path=scope["path"],
+                    retry_in_s=delay,
+                    error=_root_cause(exc),
+                )
+            await asyncio.sleep(delay)
 
 
 async def database_reachable(engine: AsyncEngine, timeout: float = 2.0) -> bool:

@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from kit.db import is_disconnect
 from kit.logging import current_ids, get_logger
 
 PROBLEM_JSON = "application/problem+json"
@@ -160,21 +161,41 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return problem_response(422, InvalidInput.slug, InvalidInput.title, detail, errors=errors)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     slug = {404: "not-found", 405: "method-not-allowed", 401: "unauthorized"}.get(
         exc.status_code, "http-error"
     )
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405 and isinstance(request.app, FastAPI):
+        # Starlette names only the methods of the first route that matched the path;
+        # Allow must list every method of the resource (RFC 9110 §15.5.6).
+        from kit.openapi import allowed_methods
+
+        methods = allowed_methods(request.app, request.url.path)
+        if methods:
+            headers["Allow"] = ", ".join(methods)
     return problem_response(
         exc.status_code,
         slug,
         str(exc.detail),
         str(exc.detail),
-        headers=dict(exc.headers or {}),
+        headers=headers,
     )
 
 
 async def _unhandled(_request: Request, exc: Exception) -> JSONResponse:
+    if is_disconnect(exc):
+        # The database went away under the request (a terminated backend, a restart):
+        # not our bug, and worth trying again in a moment (reads were retried already).
+        log.warning("database_unavailable", error=type(exc).__name__)
+        return problem_response(
+            503,
+            Unavailable.slug,
+            Unavailable.title,
+            "The database connection was lost; try again.",
+            headers={"Retry-After": "1"},
+        )
     log.exception("unhandled_error", error=type(exc).__name__)
     return problem_response(500, "internal-error", "Internal error", "Something went wrong.")
 

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kit.aio import freeze_startup_heap
-from kit.db import database_reachable
+from kit.db import RetryReadsOnDisconnect, database_reachable
 from kit.errors import install_error_handlers, problem_response
 from kit.logging import get_logger
 from kit.metrics import (
@@ -26,6 +26,7 @@ from kit.metrics import (
     UNMATCHED_ROUTE,
     metrics_router,
 )
+from kit.openapi import truthful_openapi
 
 log = get_logger("http")
 
@@ -173,8 +174,10 @@ def create_app(
 
     app = FastAPI(title=title, lifespan=lifespan_then_freeze, **kwargs)
     install_error_handlers(app)
+    truthful_openapi(app)
     app.include_router(health_router())
     app.include_router(metrics_router())
+    app.add_middleware(RetryReadsOnDisconnect)  # inside: one access log line per request
     app.add_middleware(RequestContextMiddleware)
     return app
 

@@ -56,3 +56,8 @@ def safe_next_path(value: str | None) -> str | None:
         if parts.scheme or parts.netloc:
             return None
     return value
+
+
+# The furthest a page may start: past PostgreSQL's BIGINT an offset was a 500, and no
+# list here is anywhere near this long.
+MAX_OFFSET = 1_000_000_000

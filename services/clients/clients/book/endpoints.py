@@ -12,6 +12,7 @@ from clients.book import schemas
 from clients.book.service import ClientBook
 from kit.auth import CurrentAccount, CurrentCoach
 from kit.db import db_session
+from kit.validation import MAX_OFFSET
 
 router = APIRouter(tags=["clients"])
 
@@ -34,7 +35,7 @@ async def list_clients(
     group_id: uuid.UUID | None = None,
     sort: schemas.Sort = "-created_at",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> schemas.ClientPage:
     return await book.list(
         coach.business_id,

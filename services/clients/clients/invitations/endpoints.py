@@ -15,6 +15,7 @@ from clients.invitations import schemas
 from clients.invitations.service import InvitationService
 from kit.auth import CurrentCoach, OptionalViewer
 from kit.db import db_session
+from kit.validation import MAX_OFFSET
 
 router = APIRouter(tags=["invitations"])
 
@@ -46,7 +47,7 @@ async def list_invitations(
     invitations: Invitations,
     status: Annotated[str | None, Query(pattern="^(pending|accepted|expired|revoked)$")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> schemas.InvitationPage:
     return await invitations.list(coach.business_id, status, limit, offset)
 

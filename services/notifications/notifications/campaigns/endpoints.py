@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kit.auth import CurrentCoach
 from kit.db import db_session
+from kit.validation import MAX_OFFSET
 from notifications.campaigns import schemas
 from notifications.campaigns.service import CampaignService
 
@@ -31,7 +32,7 @@ async def list_campaigns(
     coach: CurrentCoach,
     service: Service,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> schemas.CampaignPage:
     """The business's campaigns, newest first."""
     return await service.page(coach.business_id, limit, offset)

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kit.auth import CurrentCoach
 from kit.db import db_session
+from kit.validation import MAX_OFFSET
 from notifications.emails import schemas
 from notifications.emails.service import list_business_emails
 
@@ -22,7 +23,7 @@ async def list_emails(
     coach: CurrentCoach,
     session: Session,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     status: schemas.EmailStatus | None = None,
 ) -> schemas.EmailPage:
     """The emails sent (or being sent) for a business, newest first. Its staff only."""

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kit.auth import CurrentCoach
 from kit.db import db_session
+from kit.validation import MAX_OFFSET
 from notifications.sequences import schemas
 from notifications.sequences.service import SequenceService
 
@@ -69,7 +70,7 @@ async def list_runs(
     service: Service,
     sequence_id: uuid.UUID,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> schemas.RunPage:
     """Each client's run (newest first) with each step's status and due time."""
     return await service.runs(coach.business_id, sequence_id, limit, offset)

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from kit.auth import CurrentAccount, CurrentCoach, OptionalViewer, bearer_token
 from kit.db import db_session
+from kit.validation import MAX_OFFSET
 from payments.orders import schemas
 from payments.orders.service import OrderService
 
@@ -72,7 +73,7 @@ async def list_orders(
     coach: CurrentCoach,
     orders: Orders,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> schemas.OrderList:
     """The business's orders, newest first."""
     return await orders.list(coach.business_id, limit, offset)
@@ -83,7 +84,7 @@ async def my_orders(
     viewer: CurrentAccount,
     orders: Orders,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> schemas.MyOrders:
     """The logged-in buyer's purchases in every business (paid, or paid and refunded),
     newest first; also those made logged out with the account's email."""

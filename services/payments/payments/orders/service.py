@@ -287,8 +287,9 @@ class OrderService:
         if order is not None:
             if viewer is not None and order.buyer_account_id == viewer.account_id:
                 return order
+            # As bytes: compare_digest refuses str with non-ASCII characters (a 500).
             if token and hmac.compare_digest(
-                token, access_token(self.settings.secret_key, order.id)
+                token.encode(), access_token(self.settings.secret_key, order.id).encode()
             ):
                 return order
         raise NotFound("No such order.")

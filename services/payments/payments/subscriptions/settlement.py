@@ -79,12 +79,17 @@ def subscription_token(
 def subscription_token_valid(secret: str, subscription_id: uuid.UUID, token: str) -> bool:
     """The token is this subscription's, made with our secret, and not expired."""
     expires, _, _digest = token.partition(".")
-    if not expires.isdigit() or int(expires) < utcnow().timestamp():
+    # isascii: str.isdigit is true for digits int() refuses ('²'); at most 11 digits, or
+    # fromtimestamp overflows: either was a 500.
+    if not (expires.isascii() and expires.isdigit() and len(expires) <= 11):
+        return False
+    if int(expires) < utcnow().timestamp():
         return False
     expected = subscription_token(
         secret, subscription_id, datetime.fromtimestamp(int(expires), UTC)
     )
-    return hmac.compare_digest(token, expected)
+    # As bytes: compare_digest refuses str with non-ASCII characters.
+    return hmac.compare_digest(token.encode(), expected.encode())
 
 
 def update_card_path(secret: str, subscription_id: uuid.UUID) -> str:

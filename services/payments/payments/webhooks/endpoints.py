@@ -10,6 +10,7 @@ from prometheus_client import Counter
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from kit.db import retrying_on_disconnect
 from kit.errors import Unavailable
 from kit.logging import get_logger
 from kit.metrics import touch
@@ -56,10 +57,16 @@ async def stripe_webhook(
     except InvalidWebhook:
         WEBHOOKS.labels("bad_signature").inc()
         raise
+
+    async def store() -> bool:
+        async with sessionmaker() as session, session.begin():
+            return await intake.store(session, event, payload)
+
     try:
         async with asyncio.timeout(INTAKE_TIMEOUT_SECONDS):
-            async with sessionmaker() as session, session.begin():
-                stored = await intake.store(session, event, payload)
+            # Storing twice keeps one row: a connection that died under the insert (or its
+            # commit) is tried again on a fresh one, within the same budget.
+            stored = await retrying_on_disconnect(store, what="stripe_event_intake")
     except (TimeoutError, OSError, DBAPIError) as exc:
         WEBHOOKS.labels("db_unavailable").inc()
         log.warning("stripe_event_not_stored", stripe_event=event["id"], error=type(exc).__name__)
