@@ -75,6 +75,9 @@ async def test_every_refusal_reason(catalog: Catalog) -> None:
     someone = await catalog.add_client(biz)
 
     assert await refusal_of(catalog, offering["id"], "NOPE") == "discount_unknown"
+    # Text no code can be, down to a NUL byte PostgreSQL cannot store (was a 500).
+    for impossible in ("NO\x00PE", "no way!", "ü" * 5):
+        assert await refusal_of(catalog, offering["id"], impossible) == "discount_unknown"
     await make_code(catalog, other, code="THEIRS", percent_off=50)
     assert await refusal_of(catalog, offering["id"], "THEIRS") == "discount_unknown"
 

@@ -8,7 +8,8 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from catalog.money import MAX_PRICE_MINOR, normalize_currency
 
-Code = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_-]{3,40}$")]
+CODE_PATTERN = r"^[A-Za-z0-9_-]{3,40}$"
+Code = Annotated[str, StringConstraints(strip_whitespace=True, pattern=CODE_PATTERN)]
 Currency = Annotated[str, StringConstraints(max_length=3), AfterValidator(normalize_currency)]
 
 

@@ -7,6 +7,7 @@ own table; payments records them when a purchase uses a code.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -139,7 +140,9 @@ class DiscountService:
         """The business's live code for ``code_text`` if it applies to this purchase;
         otherwise a 422 refusal naming ``discount_code`` with the reason."""
         now = now or utcnow()
-        code = await self.repo.by_key(business_id, code_key(code_text))
+        # Text no code can be (a NUL byte even fails in PostgreSQL) is simply unknown.
+        well_formed = re.fullmatch(schemas.CODE_PATTERN, code_text) is not None
+        code = await self.repo.by_key(business_id, code_key(code_text)) if well_formed else None
         if code is None:
             raise discount_refused(DISCOUNT_UNKNOWN, "There is no such discount code.")
         if code.expires_at is not None and code.expires_at <= now:
