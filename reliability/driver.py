@@ -134,6 +134,7 @@ class Webhooks:
     statuses: Counter[str] = field(default_factory=Counter)
     attempts: int = 0
     never_taken: int = 0
+    latencies: list[float] = field(default_factory=list)  # seconds, every attempt
 
     def __post_init__(self) -> None:
         self.url = f"{self.system.gateway_url}/webhooks/stripe"
@@ -155,18 +156,24 @@ class Webhooks:
                 "Content-Type": "application/json",
                 "Stripe-Signature": sign(payload, self.secret),
             }
+            started = time.monotonic()
             try:
                 async with self.http.post(self.url, data=payload, headers=headers) as response:
                     await response.read()
                     status = str(response.status)
             except (aiohttp.ClientError, TimeoutError) as exc:
                 status = type(exc).__name__
-            self.statuses[status] += 1
+            self.attempted(started, time.monotonic(), status)
             if status.startswith("2"):
                 return status
             await asyncio.sleep(0.5)
         self.never_taken += 1
         return status
+
+    def attempted(self, started: float, ended: float, status: str) -> None:
+        """One attempt's answer (an HTTP status, or the client-side error's name)."""
+        self.statuses[status] += 1
+        self.latencies.append(ended - started)
 
     async def stream(self, payloads: list[bytes], rate: float = 0.0) -> float:
         """Every payload, ``in_flight`` at a time; ``rate`` > 0 paces the starts (per s).

@@ -154,12 +154,16 @@ class Probe:
                     depths[name] = int(queue.declaration_result.message_count or 0)
         return depths
 
+    async def unpublished(self, service: str) -> int:
+        """Rows of the service's outbox not yet confirmed by the broker."""
+        return await _scalar(
+            self.engines[service], "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+        )
+
     async def in_flight(self) -> dict[str, int]:
         counts = {}
         for service in SERVICES:
-            counts[f"{service}.outbox"] = await _scalar(
-                self.engines[service], "SELECT count(*) FROM outbox WHERE published_at IS NULL"
-            )
+            counts[f"{service}.outbox"] = await self.unpublished(service)
         depths = await self.queue_depths()
         for service in SERVICES:
             counts[f"{service}.queue"] = depths.get(self.topology.queue(service), 0)

@@ -63,20 +63,6 @@ class OutboxWatch:
         return next((t for t, n in self.samples if t >= since and n == 0), None)
 
 
-async def _unpublished(probe: Probe) -> int:
-    total = 0
-    for service in SERVICES:
-        async with probe.engines[service].connect() as conn:
-            total += int(
-                (
-                    await conn.execute(
-                        text("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-                    )
-                ).scalar_one()
-            )
-    return total
-
-
 async def _first_consumed_after(probe: Probe, service: str, moment: float) -> float | None:
     """time.time() of the first event the service's consumer handled (its inbox row's
     commit time) after ``moment``."""
@@ -197,7 +183,8 @@ async def _run(
         async def sample_outboxes() -> None:
             while True:
                 try:
-                    watch.samples.append((time.time(), await _unpublished(probe)))
+                    backlog = sum([await probe.unpublished(s) for s in SERVICES])
+                    watch.samples.append((time.time(), backlog))
                 except Exception as exc:  # a busy shared server: this sample is missing
                     result.say(f"outbox sample failed: {type(exc).__name__}")
                 last = outages[-1] if len(outages) == len(planned) else None

@@ -27,7 +27,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import psutil
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -37,7 +36,7 @@ from kit.db import create_engine, create_sessionmaker, utcnow
 from notifications.emails.service import SUBSCRIPTION_RENEWED, email_id, invoice_key
 from payments import models as payments_models
 from reliability import users
-from reliability.driver import Webhooks, sign, signup, stripe_event
+from reliability.driver import Webhooks, signup, stripe_event
 from reliability.ledger import Column, Probe, Purchase, check
 from reliability.private_postgres import own_server
 from reliability.scenarios import ALL_COLUMNS, Context, Result, env_float, env_int, seeded
@@ -47,36 +46,6 @@ MONTH = 30 * 24 * 3600
 RENEWAL_SUBJECT = "Your renewal receipt from"
 # Test doubles, not the system: their memory grows with what they keep by design.
 NOT_MEASURED_FOR_MEMORY = ("localstripe", "mailsink")
-
-
-@dataclass
-class TimedWebhooks(Webhooks):
-    """Webhooks whose every answer's latency is kept (seconds, per attempt)."""
-
-    latencies: list[float] = field(default_factory=list)
-
-    async def post(self, payload: bytes, *, tries: int = 300) -> str:
-        status = "none"
-        for _ in range(tries):
-            self.attempts += 1
-            headers = {
-                "Content-Type": "application/json",
-                "Stripe-Signature": sign(payload, self.secret),
-            }
-            started = time.monotonic()
-            try:
-                async with self.http.post(self.url, data=payload, headers=headers) as response:
-                    await response.read()
-                    status = str(response.status)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                status = type(exc).__name__
-            self.latencies.append(time.monotonic() - started)
-            self.statuses[status] += 1
-            if status.startswith("2"):
-                return status
-            await asyncio.sleep(0.5)
-        self.never_taken += 1
-        return status
 
 
 @dataclass(frozen=True)
@@ -475,7 +444,7 @@ async def _load(ctx: Context, result: Result) -> None:
             renewals.append((member, invoice["id"]))
         rate = n_renewals / renewal_seconds if renewal_seconds > 0 else 0.0
         # Enough in flight that the pace is the server's, never our queue's.
-        webhooks = TimedWebhooks(system, in_flight=256)
+        webhooks = Webhooks(system, in_flight=256)
         stream_seconds = await webhooks.stream(payloads, rate)
         await webhooks.close()
         p_hooks = percentiles(webhooks.latencies)
